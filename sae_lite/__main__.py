@@ -1,0 +1,3 @@
+from sae_lite.cli import main
+
+raise SystemExit(main())

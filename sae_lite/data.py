@@ -1,0 +1,246 @@
+"""Datasets: the `Dataset` type, planted features, scikit-learn digits, and the embedding store.
+
+Every source ends as a `Dataset`: a float32 matrix ``x`` [n, d] with optional labels, a reference
+embedding ``ref`` [n, D] (used by the monosemanticity score) and, for planted data, the ground truth.
+
+The embedding store (written by `sae_lite.embed` or by `write_store`) is a directory::
+
+    embeddings.npy   float32 [n, d], read through a memory map (a store may exceed RAM)
+    labels.npy       optional: int64 [n] (one class each) or bool [n, C] (multi-label)
+    meta.json        {"format": "sae-lite-store/1", "n", "d", "label_kind", "classes", ...provenance}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from sae_lite.errors import SaeLiteError
+
+STORE_FORMAT = "sae-lite-store/1"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs to an SAE, and what we know about them.
+
+    Attributes:
+        x: float32 [n, d], the inputs (an ``np.memmap`` for a large store).
+        labels: int64 [n] class ids, bool [n, C] multi-label, or None.
+        ref: float32 [n, D] reference embedding for monosemanticity, or None (then ``x`` is used).
+        atoms: float32 [M, d] planted ground-truth atoms, or None.
+        codes: float32 [n, M] planted ground-truth coefficients, or None.
+        n_active: int64 [n] number of planted atoms active in each input, or None.
+        name: a short name for tables and method cards.
+        meta: provenance (backbone, source, ...), JSON-serialisable.
+    """
+
+    x: np.ndarray
+    labels: np.ndarray | None = None
+    ref: np.ndarray | None = None
+    atoms: np.ndarray | None = None
+    codes: np.ndarray | None = None
+    n_active: np.ndarray | None = None
+    name: str = "data"
+    meta: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 2 or self.x.shape[0] == 0:
+            raise SaeLiteError(f"x must be a non-empty [n, d] matrix, got shape {self.x.shape}; reshape your inputs to one row per sample")
+        n = self.x.shape[0]
+        for field in ("labels", "ref", "codes", "n_active"):
+            value = getattr(self, field)
+            if value is not None and len(value) != n:
+                raise SaeLiteError(f"{field} has {len(value)} rows but x has {n}; give one {field} row per input")
+        if not isinstance(self.x, np.memmap):  # a store is scanned by load_store(check=True)
+            check_finite(self.x, "x")
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def reference(self) -> np.ndarray:
+        """The reference embedding for the monosemanticity score: ``ref`` if given, else ``x``."""
+        return self.x if self.ref is None else self.ref
+
+    def subset(self, index: np.ndarray) -> Dataset:
+        """The inputs at ``index`` (a copy, in memory), with every per-input field alongside."""
+        take = lambda a: None if a is None else np.asarray(a[index])  # noqa: E731
+        return replace(self, x=np.asarray(self.x[index], dtype=np.float32), labels=take(self.labels),
+                       ref=take(self.ref), codes=take(self.codes), n_active=take(self.n_active))
+
+    def split(self, test_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
+        """A deterministic train/test split: the same (n, fraction, seed) always gives the same split."""
+        if not 0 < test_fraction < 1:
+            raise SaeLiteError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+        order = np.random.default_rng(seed).permutation(self.n)
+        n_test = max(1, int(round(self.n * test_fraction)))
+        return self.subset(np.sort(order[n_test:])), self.subset(np.sort(order[:n_test]))
+
+
+def check_finite(x: np.ndarray, name: str, chunk: int = 1 << 16) -> None:
+    """Raise if ``x`` holds NaN or Inf; reads a memory map in chunks, never all at once."""
+    for start in range(0, x.shape[0], chunk):
+        block = np.asarray(x[start:start + chunk])
+        if not np.isfinite(block).all():
+            row = start + int(np.argwhere(~np.isfinite(block))[0][0])
+            raise SaeLiteError(f"{name} holds NaN or Inf (first at row {row}); clean or drop those rows first")
+
+
+# --------------------------------------------------------------------------------------------
+# Planted features: synthetic data with known ground truth.
+# --------------------------------------------------------------------------------------------
+
+def planted(n: int = 8192, d: int = 64, n_atoms: int = 256, n_classes: int = 8, class_atoms: int = 4,
+            class_prob: float = 0.85, rate_range: tuple[float, float] = (1.0, 12.0),
+            magnitude: tuple[float, float] = (0.5, 1.5), signed_fraction: float = 0.0,
+            noise: float = 0.02, seed: int = 0) -> Dataset:
+    """Inputs built from ``n_atoms`` > ``d`` unit atoms in superposition, with known codes.
+
+    Each input belongs to one of ``n_classes`` classes. Its class's ``class_atoms`` characteristic
+    atoms fire each with probability ``class_prob``; on top, a *variable* number of background
+    atoms fire: a Poisson count whose rate is drawn per input uniformly from ``rate_range``, so the
+    number of active atoms ranges from ~1 to ~25. Magnitudes are uniform in ``magnitude``; a
+    fraction ``signed_fraction`` of the atoms are bidirectional (their coefficient gets a random
+    sign: "left <-> right"). Gaussian noise of std ``noise`` is added to every coordinate.
+
+    Returns a Dataset with x [n, d], labels [n], ref = codes [n, n_atoms] (the ground-truth codes are
+    the reference embedding), atoms [n_atoms, d] and n_active [n].
+    """
+    if n_atoms <= d:
+        raise SaeLiteError(f"n_atoms ({n_atoms}) must exceed d ({d}) for superposition; raise n_atoms")
+    if n_classes * class_atoms > n_atoms:
+        raise SaeLiteError("n_classes * class_atoms exceeds n_atoms; use fewer classes or more atoms")
+    rng = np.random.default_rng(seed)
+    atoms = rng.standard_normal((n_atoms, d))
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    signed = rng.random(n_atoms) < signed_fraction
+    class_of = rng.integers(n_classes, size=n)
+    own = np.arange(n_classes * class_atoms).reshape(n_classes, class_atoms)
+    background = np.arange(n_classes * class_atoms, n_atoms)
+
+    active = np.zeros((n, n_atoms), dtype=bool)
+    active[np.arange(n)[:, None], own[class_of]] = rng.random((n, class_atoms)) < class_prob
+    counts = np.minimum(rng.poisson(rng.uniform(*rate_range, size=n)), len(background))
+    for i in np.flatnonzero(counts):
+        active[i, rng.choice(background, size=counts[i], replace=False)] = True
+    empty = ~active.any(1)  # every input carries at least one atom
+    active[empty, own[class_of[empty], 0]] = True
+
+    coef = rng.uniform(*magnitude, size=(n, n_atoms))
+    coef = np.where(signed & (rng.random((n, n_atoms)) < 0.5), -coef, coef)
+    codes = np.where(active, coef, 0.0)
+    x = codes @ atoms + noise * rng.standard_normal((n, d))
+    return Dataset(x=x.astype(np.float32), labels=class_of.astype(np.int64), ref=codes.astype(np.float32),
+                   atoms=atoms.astype(np.float32), codes=codes.astype(np.float32),
+                   n_active=active.sum(1).astype(np.int64),
+                   name="planted-signed" if signed_fraction > 0 else "planted",
+                   meta={"source": "planted", "seed": seed, "n_atoms": n_atoms, "d": d,
+                         "signed_atoms": int(signed.sum())})
+
+
+def digits() -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), each pixel standardised.
+
+    Pixels that are constant over the data set stay 0. The reference embedding is the raw pixels.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    raw = bunch.data.astype(np.float32)
+    std = raw.std(0)
+    x = (raw - raw.mean(0)) / np.where(std > 0, std, 1.0)
+    return Dataset(x=x.astype(np.float32), labels=bunch.target.astype(np.int64), ref=raw, name="digits",
+                   meta={"source": "sklearn.datasets.load_digits"})
+
+
+# --------------------------------------------------------------------------------------------
+# The embedding store.
+# --------------------------------------------------------------------------------------------
+
+def write_store(path: str | os.PathLike, x: np.ndarray, labels: np.ndarray | None = None,
+                meta: dict | None = None, overwrite: bool = False) -> Path:
+    """Write an embedding store atomically: a temporary directory is renamed into place at the end.
+
+    ``x`` is float32 [n, d]; ``labels`` int [n] or bool [n, C]; ``meta`` extra provenance.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise SaeLiteError(f"{path} already exists; choose another directory or pass overwrite=True")
+    x = np.asarray(x, dtype=np.float32)
+    dataset = Dataset(x=x, labels=labels)  # validates shapes and finiteness before any write
+    meta = dict(meta or {})
+    meta.update(format=STORE_FORMAT, n=dataset.n, d=dataset.d, label_kind=_label_kind(labels))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        np.save(tmp / "embeddings.npy", x)
+        if labels is not None:
+            np.save(tmp / "labels.npy", np.asarray(labels))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_store(path: str | os.PathLike, check: bool = True) -> Dataset:
+    """Open an embedding store; ``x`` stays on disk as a read-only memory map.
+
+    With ``check``, every row is scanned for NaN/Inf (in chunks). Raises SaeLiteError when a file is
+    missing or the arrays disagree with ``meta.json``.
+    """
+    path = Path(path)
+    meta_file, x_file, labels_file = path / "meta.json", path / "embeddings.npy", path / "labels.npy"
+    if not meta_file.is_file() or not x_file.is_file():
+        raise SaeLiteError(f"{path} is not an embedding store (needs meta.json and embeddings.npy); "
+                           "create one with `python -m sae_lite embed` or sae_lite.data.write_store")
+    meta = json.loads(meta_file.read_text())
+    x = np.load(x_file, mmap_mode="r")
+    if x.ndim != 2 or x.dtype != np.float32 or (meta.get("n"), meta.get("d")) != x.shape:
+        raise SaeLiteError(f"{x_file} has shape {x.shape} ({x.dtype}) but meta.json says "
+                           f"n={meta.get('n')}, d={meta.get('d')} (float32); the store is damaged, re-create it")
+    labels = np.load(labels_file) if labels_file.is_file() else None
+    if labels is not None and len(labels) != x.shape[0]:
+        raise SaeLiteError(f"{labels_file} has {len(labels)} rows but the store holds {x.shape[0]} embeddings; "
+                           "the store is damaged, re-create it")
+    if (labels is None) != (meta.get("label_kind") is None):
+        raise SaeLiteError(f"{path}: meta.json label_kind={meta.get('label_kind')!r} disagrees with "
+                           f"labels.npy being {'absent' if labels is None else 'present'}; re-create the store")
+    if check:
+        check_finite(x, str(x_file))
+    return Dataset(x=x, labels=labels, name=meta.get("name", path.name), meta=meta)
+
+
+def _label_kind(labels: np.ndarray | None) -> str | None:
+    if labels is None:
+        return None
+    return "multi" if np.asarray(labels).ndim == 2 else "single"
+
+
+def load(name: str, **kwargs) -> Dataset:
+    """A dataset by name: ``planted``, ``planted-signed``, ``digits``, or the path of a store."""
+    if name == "planted":
+        return planted(**kwargs)
+    if name == "planted-signed":
+        return planted(signed_fraction=kwargs.pop("signed_fraction", 0.25), **kwargs)
+    if name == "digits":
+        return digits()
+    if Path(name).is_dir():
+        return load_store(name)
+    raise SaeLiteError(f"unknown data {name!r}: use 'planted', 'planted-signed', 'digits' "
+                       "or the directory of an embedding store")
