@@ -137,3 +137,108 @@ def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[
 def with_steps(config: TrainConfig, profile: Profile | None = None) -> TrainConfig:
     """``config`` with the active profile's number of steps."""
     return replace(config, steps=(profile or active_profile()).steps)
+
+
+# --- the methods the book compares and the grids it walks -----------------------------------------
+
+#: Penalty weights used by every chapter and by ``reproduce``. Chosen on the planted default (k=16,
+#: 512 latents, 3000 steps, seed 0) by one rule: the largest weight of the sweep
+#: {3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1} whose test R^2 stays within 0.005 of the baseline's
+#: (no reconstruction cost). Chapter 2 and 3 show the sweeps.
+WEIGHTS = {"offsupport": 0.01, "ratio": 0.01}
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named training recipe: a selection rule and a regularizer, applied at any training k."""
+
+    name: str
+    penalty: str = "none"
+    weight: float = 0.0
+    masked: bool = True
+    auxk: bool = True
+    activation: str = "topk"
+
+    def config(self, k: int, seed: int = 0, profile: Profile | None = None, **overrides) -> TrainConfig:
+        """The `TrainConfig` of this method at training budget ``k`` under ``profile``."""
+        profile = profile or active_profile()
+        return TrainConfig(k=k, seed=seed, steps=profile.steps, penalty=self.penalty, weight=self.weight,
+                           masked=self.masked, auxk=self.auxk, activation=self.activation, **overrides)
+
+
+METHODS = {method.name: method for method in (
+    Method("baseline"),
+    Method("offsupport", "offsupport", WEIGHTS["offsupport"]),
+    Method("ratio", "ratio", WEIGHTS["ratio"]),
+    Method("offsupport-nomask", "offsupport", WEIGHTS["offsupport"], masked=False),
+    Method("ratio-nomask", "ratio", WEIGHTS["ratio"], masked=False),
+)}
+
+
+def planted_spec(profile: Profile | None = None) -> dict:
+    """The data spec of the planted default at the profile's size."""
+    return data_spec("planted", n=(profile or active_profile()).n_planted)
+
+
+def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,
+             profile: Profile | None = None, k_factors: tuple[float, ...] = (0.25, 0.5, 1, 2, 4),
+             probe_ms: tuple[int, ...] = (1, 2, 4, 8), progress: bool | None = None, **overrides) -> list[dict]:
+    """Train (or load from the cache) every method x k x seed and evaluate each run.
+
+    Returns one flat row per run: the recipe (``method``, ``penalty``, ``weight``, ``masked``, ``auxk``,
+    ``activation``, ``k``, ``seed``), every metric of ``metrics.json``, ``r2_x{f}`` = R^2 at the
+    inference budget k' = f * k for each ``f`` in ``k_factors``, ``probe_m{m}`` = test accuracy of the
+    truncated linear probe keeping the top-m activations (when the data has single labels), and ``path``.
+    ``overrides`` go to every `TrainConfig` (e.g. ``n_latents``).
+    """
+    profile = profile or active_profile()
+    spec = data if isinstance(data, dict) else (planted_spec(profile) if data == "planted" else data_spec(data))
+    rows = []
+    for method in methods:
+        for k in ks:
+            for seed in profile.seeds if seeds is None else seeds:
+                run = cached_run(method.config(k, seed, profile, **overrides), spec, progress=progress)
+                rows.append(_grid_row(run, method, k_factors, probe_ms))
+    return rows
+
+
+def _grid_row(run: runs.Run, method: Method, k_factors: tuple[float, ...], probe_ms: tuple[int, ...]) -> dict:
+    k = run.config.k
+    ks = {f: max(1, round(f * k)) for f in k_factors if round(f * k) < run.sae.n_latents}
+    ms = [m for m in probe_ms if m <= k]
+    evaluation = _cached_evaluation(run.path, sorted(set(ks.values())), ms)
+    row = {"data": run.data["name"], "method": method.name, "penalty": method.penalty, "weight": method.weight,
+           "masked": method.masked, "auxk": method.auxk, "activation": method.activation, "k": k,
+           "seed": run.config.seed, **run.metrics}
+    row.update({f"r2_x{f:g}": evaluation["r2_by_k"][str(kk)] for f, kk in ks.items()})
+    row.update({f"probe_m{m}": v["test"] for m, v in evaluation.get("probe_by_m", {}).items()})
+    row["path"] = str(run.path)
+    return row
+
+
+def _cached_evaluation(path: Path, ks: list[int], ms: list[int]) -> dict:
+    """``evaluate_run`` for these k' and m, reusing evaluation.json when it already covers them."""
+    saved = Path(path) / "evaluation.json"
+    if saved.is_file():
+        evaluation = json.loads(saved.read_text())
+        probes = evaluation.get("probe_by_m", {})
+        if all(str(k) in evaluation["r2_by_k"] for k in ks) and (not probes or all(str(m) in probes for m in ms)):
+            return evaluation
+    return evaluate_run(path, ks=ks, ms=ms)
+
+
+def summarize(rows: list[dict], metrics: list[str], by: tuple[str, ...] = ("data", "method", "k")) -> list[dict]:
+    """Mean, standard deviation (ddof=1; 0 for one seed) and count of each metric per group of ``by``."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[key] for key in by), []).append(row)
+    table = []
+    for key, members in groups.items():
+        entry = dict(zip(by, key), n=len(members))
+        for metric in metrics:
+            values = np.array([m[metric] for m in members if metric in m], dtype=float)
+            values = values[np.isfinite(values)]
+            entry[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
+            entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        table.append(entry)
+    return table
