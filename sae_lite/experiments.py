@@ -69,9 +69,10 @@ def load_split(spec: dict) -> tuple[Dataset, Dataset]:
     return dataset.split(spec.get("test_fraction", 0.2), spec.get("split_seed", 0))
 
 
-#: Modules that only present results (figures, sliders, verdicts, the command line): editing them
+#: Modules that only present or compose results (figures, sliders, verdicts, named grids, the command
+#: line): editing them
 #: does not invalidate the cache.
-PRESENTATION_MODULES = ("__main__.py", "claims.py", "cli.py", "plots.py", "widgets.py")
+PRESENTATION_MODULES = ("__main__.py", "claims.py", "cli.py", "grids.py", "plots.py", "widgets.py")
 
 
 def code_hash() -> str:

@@ -171,3 +171,96 @@ def atom_match(W_dec: np.ndarray, atoms: np.ndarray, ax=None, title: str | None 
         ax.set_title(title)
     ax.grid(alpha=0.3)
     return ax
+
+
+def data_overview(dataset):
+    """Three panels on a data set: active planted atoms per input, atom coherence, class sizes."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    if dataset.n_active is not None:
+        axes[0].hist(dataset.n_active, bins=np.arange(dataset.n_active.max() + 2) - 0.5, color="C0")
+        axes[0].set_xlabel("planted atoms active in an input")
+        axes[0].set_ylabel("inputs")
+    if dataset.atoms is not None:
+        cos = dataset.atoms @ dataset.atoms.T
+        axes[1].hist(np.abs(cos[np.triu_indices_from(cos, 1)]), bins=40, color="C1")
+        axes[1].set_xlabel("|cosine| between two planted atoms")
+        axes[1].set_ylabel("pairs of atoms")
+    if dataset.labels is not None and np.asarray(dataset.labels).ndim == 1:
+        classes, counts = np.unique(dataset.labels, return_counts=True)
+        axes[2].bar(classes, counts, color="C2")
+        axes[2].set_xlabel("class")
+        axes[2].set_ylabel("inputs")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if not ax.has_data():
+            ax.set_axis_off()
+    fig.suptitle(f"{dataset.name}: n = {dataset.n} inputs of dimension d = {dataset.d}")
+    fig.tight_layout()
+    return fig
+
+
+def gallery(images: np.ndarray, titles: list[str], shape=(8, 8), columns: int = 10):
+    """A grid of small grey images (rows of ``images`` reshaped to ``shape``) with titles."""
+    import matplotlib.pyplot as plt
+
+    rows = int(np.ceil(len(images) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.1), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, image, title in zip(axes.flat, images, titles):
+        ax.imshow(np.asarray(image).reshape(shape), cmap="gray_r")
+        ax.set_title(title, fontsize="small")
+    return fig
+
+
+def latent_cards(codes: np.ndarray, W_dec: np.ndarray, dataset, latents: list[int], n: int = 12):
+    """For each latent (a row of panels): the ground-truth planted codes of its ``n`` top inputs,
+    and the cosine of its decoder atom with every planted atom.
+
+    codes: [n_inputs, N] SAE codes on ``dataset`` (planted: it has ``codes`` and ``atoms``).
+    A latent that learned a planted atom shows one bright column on the left and one peak on the right.
+    """
+    import matplotlib.pyplot as plt
+
+    if dataset.atoms is None or dataset.codes is None:
+        raise SaeLiteError("latent_cards needs planted data (ground-truth atoms and codes); use top_inputs otherwise")
+    W = W_dec / np.linalg.norm(W_dec, axis=1, keepdims=True)
+    cos = dataset.atoms @ W.T                                          # [M, N]
+    fig, axes = plt.subplots(len(latents), 2, figsize=(11, 1.6 * len(latents)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]})
+    for (left, right), j in zip(axes, latents):
+        top = np.argsort(-np.asarray(codes[:, j]))[:n]
+        left.imshow(dataset.codes[top], aspect="auto", cmap="magma", interpolation="nearest")
+        left.set_ylabel(f"latent {j}\ntop inputs", fontsize="small")
+        left.set_yticks([])
+        right.stem(np.arange(len(cos)), cos[:, j], markerfmt=" ", basefmt="grey")
+        right.set_ylim(-1, 1)
+        best = int(np.argmax(cos[:, j]))
+        right.set_title(f"best planted atom {best}: cos = {cos[best, j]:.2f}", fontsize="small")
+    axes[-1][0].set_xlabel("planted atom (ground-truth codes of the top inputs)")
+    axes[-1][1].set_xlabel("planted atom")
+    fig.tight_layout()
+    return fig
+
+
+def sweep(rows: list[dict], metrics: list[str], x: str = "weight", reference: str = "baseline",
+          tolerance: float | None = None):
+    """Each metric against ``x`` (log scale) for the non-reference rows, the reference as a dashed
+    line; with ``tolerance``, the band reference - tolerance shaded on the first panel."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
+    swept = [r for r in rows if r["method"] != reference]
+    for i, (ax, metric) in enumerate(zip(axes[0], metrics)):
+        band(swept, x, metric, ax=ax, logx=True)
+        base = [float(r[metric]) for r in rows if r["method"] == reference and metric in r]
+        if base:
+            ax.axhline(np.mean(base), color="black", linestyle="--", label=reference)
+            if tolerance is not None and i == 0:
+                ax.axhspan(np.mean(base) - tolerance, np.mean(base), color="grey", alpha=0.2,
+                           label=f"within {tolerance:g}")
+        ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
