@@ -92,3 +92,12 @@ def test_claims_name_methods_that_exist():
     names = [m.name for m in claims.methods(CLAIMS["mask"])]
     assert "ratio-nomask-noauxk" in names and "offsupport" in names
     assert not next(m for m in claims.methods(CLAIMS["mask"]) if m.name == "ratio-noauxk").auxk
+
+
+def test_boxes_are_myst_admonitions():
+    [result] = evaluate_claims(probing_rows([0.6, 0.61, 0.59], [0.6] * 3, [0.6, 0.62, 0.6]), PROBING)
+    text = claims.box([result])
+    assert text.startswith(":::{admonition} What the paper claims / what we measured") and text.rstrip().endswith(":::")
+    assert "| probe_m1 | 16 | ratio | baseline |" in text
+    measured = claims.measured_markdown({"n": 3, "r2_mean": 0.8, "r2_std": 0.01}, "baseline")
+    assert "| r2 | 0.800 ± 0.010 |" in measured and "3 seed(s)" in measured

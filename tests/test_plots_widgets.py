@@ -93,3 +93,20 @@ def test_live_callback_changes_the_data_fast():
 def test_slider_over_a_missing_key_is_an_error():
     with pytest.raises(SaeLiteError, match="cannot slide"):
         widgets.static_figure(grid(), "k", "r2", slider="weight_decay")
+
+
+def test_data_and_latent_pictures():
+    from sae_lite.data import planted
+
+    data = planted(n=256, d=16, n_atoms=40, n_classes=4, seed=0)
+    fig = plots.data_overview(data)
+    assert fig.axes[0].get_xlabel() == "planted atoms active in an input"
+    codes = np.abs(data.codes[:, :6])                     # a "perfect" SAE: latents = the first atoms
+    cards = plots.latent_cards(codes, data.atoms[:6], data, latents=[0, 3])
+    assert "cos = 1.00" in cards.axes[1].get_title()
+    with pytest.raises(SaeLiteError, match="planted"):
+        plots.latent_cards(codes, data.atoms[:6], data.subset(np.arange(10)).__class__(x=data.x), [0])
+    sweep = [{"method": "baseline", "weight": 0.0, "r2": 0.9}] + [
+        {"method": "ratio", "weight": w, "r2": 0.9 - w} for w in (0.001, 0.01, 0.1)]
+    panels = plots.sweep(sweep, ["r2"], tolerance=0.005)
+    assert panels.axes[0].get_xscale() == "log" and panels.axes[0].get_ylabel() == "test R²"
