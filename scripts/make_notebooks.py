@@ -192,7 +192,6 @@ codes, _ = metrics.encode_all(run.sae, test.x)
 frequent = codes.ne(0).sum(0).argsort(descending=True)[:4].tolist()
 if test.atoms is not None:
     plots.latent_cards(codes.numpy(), run.sae.W_dec.detach().numpy(), test, frequent)
-else:
 elif test.name == "digits":
     plots.top_inputs(test.reference, codes.numpy(), frequent)"""),
     ("code", """if test.atoms is not None:
@@ -467,6 +466,8 @@ def write(name: str, cells: list[tuple[str, str]]) -> None:
                          "language_info": {"name": "python"}}
     notebook.cells = [nbformat.v4.new_markdown_cell(text) if kind == "md" else nbformat.v4.new_code_cell(text)
                       for kind, text in cells]
+    for number, cell in enumerate(notebook.cells):   # stable ids: regenerating changes only what changed
+        cell.id = f"c{number:02d}"
     nbformat.validate(notebook)
     nbformat.write(notebook, ROOT / "notebooks" / f"{name}.ipynb")
 
