@@ -118,12 +118,13 @@ def bars(rows: list[dict], metrics: list[str], by: str = "method", title: str | 
 RECIPE = ("data", "method", "penalty", "weight", "masked", "auxk", "activation", "k", "seed", "path")
 
 
-def history_rows(rows: list[dict]) -> list[dict]:
-    """One row per logged training step of each run (its ``history.json``), with the run's keys."""
+def history_rows(rows: list[dict], keep: tuple[str, ...] = ()) -> list[dict]:
+    """One row per logged training step of each run (its ``history.json``), with the run's recipe
+    keys and the keys named in ``keep`` (e.g. a ``variant`` label added to the grid rows)."""
     out = []
     for row in rows:
         history = json.loads((Path(row["path"]) / "history.json").read_text())
-        recipe = {key: row[key] for key in RECIPE if key in row}
+        recipe = {key: row[key] for key in (*RECIPE, *keep) if key in row}
         for i, step in enumerate(history["step"]):
             out.append({**recipe, **{key: values[i] for key, values in history.items()}, "step": step})
     return out
@@ -131,7 +132,7 @@ def history_rows(rows: list[dict]) -> list[dict]:
 
 def history(rows: list[dict], y: str = "dead", by: str = "method", ax=None, title: str | None = None):
     """``y`` (a history column: dead, l0, fvu, penalty, ...) over training steps, mean ± std per group."""
-    ax = band(history_rows(rows), "step", y, by=by, ax=ax, title=title)
+    ax = band(history_rows(rows, keep=(by,)), "step", y, by=by, ax=ax, title=title)
     for line in ax.get_lines():
         line.set_marker("")
     return ax

@@ -345,7 +345,7 @@ fig.tight_layout()"""),
     ("md", """## With and without AuxK (the slider)
 
 The slider switches AuxK on and off; the figure shows dead latents over training for each variant."""),
-    ("code", """widgets.explore(plots.history_rows(rows), x="step", y="dead", slider="auxk", color="variant",
+    ("code", """widgets.explore(plots.history_rows(rows, keep=("variant",)), x="step", y="dead", slider="auxk", color="variant",
                 title="dead latents during training")"""),
     ("md", """## What the paper claims / what we measured
 

@@ -22,7 +22,7 @@ def grid(tmp_path=None) -> list[dict]:
                        **{f"r2_x{f:g}": 0.5 + shift + 0.1 * f + 0.01 * seed + 0.001 * k for f in (0.25, 0.5, 1, 2, 4)}}
                 if tmp_path is not None:
                     path = tmp_path / f"{method}-{k}-{seed}"
-                    path.mkdir()
+                    path.mkdir(parents=True)
                     history = {"step": [0, 50, 100], "dead": [0, 5 + seed, 10 + seed + 10 * shift]}
                     (path / "history.json").write_text(json.dumps(history))
                     row["path"] = str(path)
@@ -54,6 +54,10 @@ def test_figures_have_labelled_axes(tmp_path):
     assert [a.get_ylabel() for a in fig.axes] == ["test R²", "test R² at k' = 4·k"]
     hist = plots.history(grid(tmp_path), "dead")
     assert hist.get_xlabel() == "training step" and len(hist.get_lines()) == 2
+    labelled = [{**row, "variant": f"{row['method']}/{row['k']}"} for row in grid(tmp_path / "again")]
+    steps = plots.history_rows(labelled, keep=("variant",))
+    assert len(steps) == 3 * len(labelled) and steps[0]["variant"] == "baseline/8"
+    assert len(plots.history(labelled, "dead", by="variant").get_lines()) == 6
     with pytest.raises(SaeLiteError, match="lack"):
         plots.band(grid(), "k", "no_such_metric")
 
