@@ -102,8 +102,8 @@ def check_finite(x: np.ndarray, name: str, chunk: int = 1 << 16) -> None:
 # Planted features: synthetic data with known ground truth.
 # --------------------------------------------------------------------------------------------
 
-def planted(n: int = 8192, d: int = 64, n_atoms: int = 256, n_classes: int = 8, class_atoms: int = 4,
-            class_prob: float = 0.85, rate_range: tuple[float, float] = (1.0, 12.0),
+def planted(n: int = 8192, d: int = 64, n_atoms: int = 192, n_classes: int = 8, class_atoms: int = 4,
+            class_prob: float = 0.85, rate_range: tuple[float, float] = (0.5, 8.0),
             magnitude: tuple[float, float] = (0.5, 1.5), signed_fraction: float = 0.0,
             noise: float = 0.02, seed: int = 0) -> Dataset:
     """Inputs built from ``n_atoms`` > ``d`` unit atoms in superposition, with known codes.
@@ -111,7 +111,7 @@ def planted(n: int = 8192, d: int = 64, n_atoms: int = 256, n_classes: int = 8, 
     Each input belongs to one of ``n_classes`` classes. Its class's ``class_atoms`` characteristic
     atoms fire each with probability ``class_prob``; on top, a *variable* number of background
     atoms fire: a Poisson count whose rate is drawn per input uniformly from ``rate_range``, so the
-    number of active atoms ranges from ~1 to ~25. Magnitudes are uniform in ``magnitude``; a
+    number of active atoms ranges from 1 to ~20. Magnitudes are uniform in ``magnitude``; a
     fraction ``signed_fraction`` of the atoms are bidirectional (their coefficient gets a random
     sign: "left <-> right"). Gaussian noise of std ``noise`` is added to every coordinate.
 

@@ -1,0 +1,9 @@
+"""Test-wide settings, read before any test or notebook (nbmake kernels inherit the environment)."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("SAE_LITE_PROFILE", "quick")     # CI and nbmake run the quick profile
+os.environ.setdefault("HF_HUB_OFFLINE", "1")          # a missing weight fails in a second, not a minute
+os.environ.setdefault("SAE_LITE_CACHE", str(Path(__file__).parent / ".cache" / "sae-lite-test"))
+os.environ.setdefault("MPLBACKEND", "Agg")

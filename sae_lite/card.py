@@ -1,0 +1,86 @@
+"""The method card of a run: how a trained SAE was made and what was measured, in one page.
+
+`card_fields` gathers the facts as a dict (saved as ``card.json``); `render` turns them into
+``card.md``. The wording reports; it does not claim that any latent is "interpretable".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sae_lite.sae import SAE
+from sae_lite.train import TrainConfig
+
+SELECTION_RULES = {
+    "topk": "Top-k: the k largest ReLU pre-activations per input (Gao et al. 2024)",
+    "abstopk": "AbsTopK: the k largest |pre-activations| per input, sign kept (Zhu et al. 2025)",
+    "batchtopk": "BatchTopK: the B*k largest over the batch; a global threshold at inference (Bussmann et al. 2024)",
+    "soft": "SoftSAE: a per-input budget from a differentiable soft top-k (Stepien et al. 2026)",
+}
+REGULARIZERS = {
+    "none": "none (the baseline)",
+    "offsupport": "off-support L1 on the activations before selection",
+    "ratio": "L1/L2 ratio on the activations before selection",
+}
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "n/a" if value is None else str(value)
+
+
+def card_fields(sae: SAE, config: TrainConfig, data: dict, metrics: dict, stability: dict | None = None) -> dict:
+    """Every field of the method card, JSON-serialisable."""
+    meta = data.get("meta") or {}
+    return {
+        "source_model": meta.get("backbone", f"none: {data.get('name')} is not a backbone embedding"),
+        "embedding": meta.get("embedding", "the input vectors themselves"),
+        "dataset": data.get("dataset", data.get("name")),
+        "split": f"{1 - data.get('test_fraction', 0.2):.0%} train / {data.get('test_fraction', 0.2):.0%} test "
+                 f"(seed {data.get('split_seed', 0)}; n_train={data.get('n_train')}, n_test={data.get('n_test')})",
+        "preprocessing": meta.get("preprocessing", "none beyond the data set's own (digits: pixels standardised)"),
+        "input_dim": sae.d,
+        "dictionary_size": sae.n_latents,
+        "k": sae.k,
+        "selection_rule": SELECTION_RULES.get(sae.activation, sae.activation),
+        "regularizer": REGULARIZERS.get(config.penalty, config.penalty),
+        "weight": config.weight,
+        "mask_rule": ("batch-active units only (selected for >= 1 input of the batch)" if config.masked
+                      else "all units (the unmasked ablation)") if config.penalty != "none" else "n/a",
+        "auxk": f"on (alpha={config.auxk_alpha:.4g}, k_aux={config.k_aux or sae.d // 2}, dead after "
+                f"{config.dead_after} inputs)" if config.auxk else "off",
+        "training": f"{config.steps} steps of {config.batch_size}, Adam lr={config.lr:g}, seed {config.seed}",
+        "reconstruction": {"metric": "R^2 (per-dimension, test split)", "value": metrics.get("r2"),
+                           "fvu": metrics.get("fvu")},
+        "monosemanticity": {"metric": "mean MS over latents (Pach et al. 2025), reference = "
+                                      + ("planted codes" if "recovery_mmcs" in metrics else "reference embedding"),
+                            "value": metrics.get("ms_mean")},
+        "class_purity": {"metric": "mean share of firings on the latent's top class (count; mass-weighted)",
+                         "value": metrics.get("purity_mean"), "weighted": metrics.get("weighted_purity_mean")},
+        "l0": metrics.get("l0"),
+        "dead_latents": metrics.get("dead"),
+        "k_sensitivity": {"r2_at_half_k": metrics.get("r2_half_k"), "r2_at_double_k": metrics.get("r2_double_k")},
+        "seed": config.seed,
+        "seed_stability": stability or "single run (no seeded group)",
+    }
+
+
+def render(fields: dict) -> str:
+    """The card as Markdown."""
+    lines = ["# Method card", "", "| field | value |", "| --- | --- |"]
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            value = "; ".join(f"{name}: {_fmt(v)}" for name, v in value.items())
+        lines.append(f"| {key.replace('_', ' ')} | {_fmt(value)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_card(directory: str | Path, **kwargs) -> dict:
+    """Write ``card.md`` and ``card.json`` into ``directory``; arguments as `card_fields`."""
+    fields = card_fields(**kwargs)
+    directory = Path(directory)
+    (directory / "card.json").write_text(json.dumps(fields, indent=2, default=float) + "\n")
+    (directory / "card.md").write_text(render(fields))
+    return fields

@@ -1,0 +1,87 @@
+import json
+
+import numpy as np
+import pytest
+
+from sae_lite import SaeLiteError
+from sae_lite.data import Dataset, digits, load, load_store, planted, write_store
+
+
+def test_planted_has_ground_truth_and_varying_complexity():
+    data = planted(n=1000, seed=0)
+    assert data.x.dtype == np.float32 and data.x.shape == (1000, 64)
+    assert np.allclose(np.linalg.norm(data.atoms, axis=1), 1, atol=1e-5)
+    assert data.atoms.shape[0] > data.d  # superposition
+    np.testing.assert_array_equal(data.n_active, (data.codes != 0).sum(1))
+    assert data.n_active.min() >= 1 and data.n_active.max() >= 3 * data.n_active.min() + 6
+    assert np.all(data.codes >= 0)
+    recon = data.codes @ data.atoms
+    assert np.abs(recon - data.x).std() < 0.05
+    np.testing.assert_array_equal(planted(n=1000, seed=0).x, data.x)
+
+
+def test_planted_signed_variant_has_negative_coefficients():
+    data = planted(n=500, signed_fraction=0.3)
+    assert (data.codes < 0).any() and data.meta["signed_atoms"] > 0
+
+
+def test_digits_are_standardised():
+    data = digits()
+    assert data.x.shape == (1797, 64) and set(np.unique(data.labels)) == set(range(10))
+    varying = data.x.std(0) > 0
+    np.testing.assert_allclose(data.x[:, varying].std(0), 1, atol=1e-4)
+
+
+def test_split_is_deterministic_and_disjoint():
+    data = planted(n=500)
+    train, test = data.split(0.2, seed=3)
+    assert train.n + test.n == 500 and test.n == 100
+    train2, _ = data.split(0.2, seed=3)
+    np.testing.assert_array_equal(train.x, train2.x)
+    assert train.labels.shape == (400,) and test.codes.shape[0] == 100
+
+
+def test_dataset_rejects_nan_and_wrong_label_length():
+    x = np.ones((4, 3), np.float32)
+    x[2, 1] = np.nan
+    with pytest.raises(SaeLiteError, match="NaN or Inf"):
+        Dataset(x=x)
+    with pytest.raises(SaeLiteError, match="labels has 3 rows"):
+        Dataset(x=np.ones((4, 3), np.float32), labels=np.zeros(3))
+
+
+def test_store_round_trip_is_memory_mapped(tmp_path):
+    x = np.random.default_rng(0).standard_normal((20, 5)).astype(np.float32)
+    labels = np.arange(20) % 3
+    write_store(tmp_path / "s", x, labels, meta={"backbone": "test"})
+    data = load_store(tmp_path / "s")
+    assert isinstance(data.x, np.memmap)
+    np.testing.assert_array_equal(data.x, x)
+    np.testing.assert_array_equal(data.labels, labels)
+    assert data.meta["backbone"] == "test" and data.meta["label_kind"] == "single"
+    assert load(str(tmp_path / "s")).n == 20
+    with pytest.raises(SaeLiteError, match="already exists"):
+        write_store(tmp_path / "s", x)
+
+
+def test_damaged_stores_are_rejected(tmp_path):
+    x = np.ones((6, 2), np.float32)
+    path = write_store(tmp_path / "s", x, np.zeros(6, int))
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "n": 7}))
+    with pytest.raises(SaeLiteError, match="meta.json says"):
+        load_store(path)
+    (path / "meta.json").write_text(json.dumps(meta))
+    np.save(path / "labels.npy", np.zeros(5, int))
+    with pytest.raises(SaeLiteError, match="labels.npy has 5 rows"):
+        load_store(path)
+    np.save(path / "labels.npy", np.zeros(6, int))
+    bad = x.copy()
+    bad[3, 0] = np.inf
+    np.save(path / "embeddings.npy", bad)
+    with pytest.raises(SaeLiteError, match="NaN or Inf"):
+        load_store(path)
+    with pytest.raises(SaeLiteError, match="not an embedding store"):
+        load_store(tmp_path)
+    with pytest.raises(SaeLiteError, match="unknown data"):
+        load("imagenet")

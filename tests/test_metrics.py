@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import r2_score
+
+from sae_lite import metrics
+from sae_lite.metrics import class_purity, feature_recovery, keep_top, monosemanticity, r2
+
+
+def test_r2_matches_scikit_learn():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 6))
+    x[:, 2] = 1.0  # a constant dimension is skipped, as in scikit-learn
+    x_hat = x + 0.3 * rng.standard_normal((50, 6))
+    varying = [0, 1, 3, 4, 5]
+    assert r2(x, x_hat) == pytest.approx(r2_score(x[:, varying], x_hat[:, varying]), abs=1e-10)
+
+
+def test_fvu_and_nmse():
+    x = np.array([[1.0, 2.0], [3.0, 6.0]])
+    x_hat = np.array([[1.0, 2.0], [3.0, 5.0]])
+    assert metrics.fvu(x, x_hat) == pytest.approx(1.0 / (1 + 4 + 1 + 4))
+    assert metrics.nmse(x, x_hat) == pytest.approx(1.0 / (1 + 4 + 9 + 36))
+
+
+def brute_force_ms(acts, ref):
+    acts, ref = np.asarray(acts, float), np.asarray(ref, float)
+    p = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
+    cos = p @ p.T
+    out = []
+    for j in range(acts.shape[1]):
+        a = acts[:, j]
+        span = a.max() - a.min()
+        a = (a - a.min()) / span if span > 0 else np.zeros_like(a)
+        pair = np.outer(a, a)
+        np.fill_diagonal(pair, 0)
+        out.append((pair * cos).sum() / pair.sum() if pair.sum() > 1e-12 else np.nan)
+    return np.array(out)
+
+
+def test_monosemanticity_matches_pairwise_form():
+    rng = np.random.default_rng(1)
+    acts = np.maximum(rng.standard_normal((40, 7)), 0)
+    acts[:, 3] = 0.0            # never fires -> NaN
+    acts[:, 4] = 0.0
+    acts[5, 4] = 2.0            # fires once -> NaN (no pair)
+    ref = rng.standard_normal((40, 5))
+    ref[7] = 0.0                # a zero reference counts as orthogonal
+    got = monosemanticity(torch.tensor(acts), torch.tensor(ref)).numpy()
+    want = brute_force_ms(acts, ref)
+    assert np.isnan(got[3]) and np.isnan(got[4])
+    np.testing.assert_allclose(got, want, rtol=1e-5, equal_nan=True)
+
+
+def test_monosemanticity_is_one_for_identical_references():
+    acts = torch.rand(30, 4)
+    ref = torch.ones(30, 3)
+    assert torch.allclose(monosemanticity(acts, ref), torch.ones(4))
+
+
+def test_class_purity_by_hand():
+    acts = torch.tensor([[1.0, 0.0, 0.0], [2.0, 1.0, 0.0], [0.0, 3.0, 0.0], [0.5, 0.0, 0.0]])
+    labels = np.array([0, 0, 1, 1])
+    purity = class_purity(acts, labels)
+    assert purity[0].item() == pytest.approx(2 / 3)
+    assert purity[1].item() == pytest.approx(1 / 2)
+    assert torch.isnan(purity[2])
+    weighted = class_purity(acts, labels, weighted=True)
+    assert weighted[0].item() == pytest.approx(3 / 3.5)
+    assert weighted[1].item() == pytest.approx(3 / 4)
+
+
+def test_class_purity_rejects_wrong_label_length():
+    with pytest.raises(ValueError, match="labels must be"):
+        class_purity(torch.rand(5, 2), np.zeros(4, int))
+
+
+def test_feature_recovery():
+    atoms = torch.eye(4)
+    W = torch.cat([torch.eye(4)[:3], -torch.eye(4)[3:]])
+    signed = feature_recovery(W, atoms)
+    assert signed["recovery_matched"] == pytest.approx(0.75)
+    assert feature_recovery(W, atoms, signed=False)["recovery_matched"] == 1.0
+
+
+def test_keep_top_by_magnitude():
+    codes = torch.tensor([[0.1, -3.0, 2.0, 0.0]])
+    assert keep_top(codes, 2).tolist() == [[0.0, -3.0, 2.0, 0.0]]
+    assert keep_top(codes, 10).tolist() == codes.tolist()
+
+
+def test_truncated_probe_improves_with_m():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    codes = np.abs(rng.standard_normal((300, 20))) * 0.1
+    codes[np.arange(300), y] += 1.0     # the class latent
+    codes[np.arange(300), 10 + y] += 2.0  # a stronger one
+    result = metrics.truncated_probe(codes[:200], y[:200], codes[200:], y[200:], [1, 3])
+    assert result[1]["test"] > 0.95 and set(result[3]) == {"train", "test"}
