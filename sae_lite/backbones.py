@@ -37,6 +37,9 @@ class Backbone:
             ``timm.list_pretrained(arch + ".*")``); it also fixes the preprocessing.
         dim: the size d of the embedding.
         embedding: what is extracted, in words (goes into the store's provenance).
+        hub: the Hugging Face repository of the default tag's weights and the file names to try, in
+            order (as the library's config says; kept here so that a missing weight is reported
+            without importing open_clip or timm).
     """
 
     library: str
@@ -44,20 +47,29 @@ class Backbone:
     tag: str
     dim: int
     embedding: str
+    hub: tuple[str, tuple[str, ...]]
 
 
 _CLIP = "projected image embedding, model.encode_image(x) (not normalised)"
 _SIGLIP = "pooled image embedding (attention-pool head), model.encode_image(x) (not normalised)"
 _CLS = "CLS token after the final LayerNorm, model.forward_head(model.forward_features(x), pre_logits=True)"
 
+_OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+_TIMM_FILES = ("model.safetensors", "pytorch_model.bin")
+
 BACKBONES: dict[str, Backbone] = {
     # The three backbones of the paper family.
-    "clip-vit-l-14": Backbone("open_clip", "ViT-L-14", "openai", 768, _CLIP),
-    "siglip2": Backbone("open_clip", "ViT-SO400M-14-SigLIP2", "webli", 1152, _SIGLIP),
-    "vit-l-16": Backbone("timm", "vit_large_patch16_224", "augreg_in21k_ft_in1k", 1024, _CLS),
+    "clip-vit-l-14": Backbone("open_clip", "ViT-L-14", "openai", 768, _CLIP,
+                              ("timm/vit_large_patch14_clip_224.openai", _OPEN_CLIP_FILES)),
+    "siglip2": Backbone("open_clip", "ViT-SO400M-14-SigLIP2", "webli", 1152, _SIGLIP,
+                        ("timm/ViT-SO400M-14-SigLIP2", _OPEN_CLIP_FILES)),
+    "vit-l-16": Backbone("timm", "vit_large_patch16_224", "augreg_in21k_ft_in1k", 1024, _CLS,
+                         ("timm/vit_large_patch16_224.augreg_in21k_ft_in1k", _TIMM_FILES)),
     # Small relatives of the same kinds, for a laptop CPU and the tests.
-    "clip-vit-b-32": Backbone("open_clip", "ViT-B-32", "openai", 512, _CLIP),
-    "vit-tiny-16": Backbone("timm", "vit_tiny_patch16_224", "augreg_in21k_ft_in1k", 192, _CLS),
+    "clip-vit-b-32": Backbone("open_clip", "ViT-B-32", "openai", 512, _CLIP,
+                              ("timm/vit_base_patch32_clip_224.openai", _OPEN_CLIP_FILES)),
+    "vit-tiny-16": Backbone("timm", "vit_tiny_patch16_224", "augreg_in21k_ft_in1k", 192, _CLS,
+                            ("timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", _TIMM_FILES)),
 }
 
 
@@ -89,16 +101,15 @@ def load_backbone(name: str, weights: str = "pretrained", tag: str | None = None
     if weights not in WEIGHTS:
         raise SaeLiteError(f"weights must be 'pretrained' or 'random', got {weights!r}")
     tag = tag or spec.tag
-    checkpoint = tag if Path(tag).is_file() else None
-    preprocess_tag = spec.tag if checkpoint else _check_tag(name, spec, tag)
-    if weights == "pretrained" and checkpoint is None:
-        checkpoint = _fetch(name, spec, tag)
+    own_file = Path(tag).is_file()
+    preprocess_tag = spec.tag if own_file else _check_tag(name, spec, tag)
+    checkpoint = None if weights == "random" else tag if own_file else _fetch(name, spec, tag)
     build = _build_open_clip if spec.library == "open_clip" else _build_timm
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        module, preprocess, embed = build(spec, preprocess_tag, checkpoint if weights == "pretrained" else None)
+        module, preprocess, embed = build(spec, preprocess_tag, checkpoint)
     meta = {"backbone": name, "library": spec.library, "arch": spec.arch, "weights": weights, "tag": tag,
-            "checkpoint": checkpoint if weights == "pretrained" else None, "dim": spec.dim,
+            "checkpoint": checkpoint, "dim": spec.dim,
             "embedding": spec.embedding, "preprocess": f"{spec.library} eval transform of tag {preprocess_tag!r}"}
     return LoadedBackbone(module.eval().requires_grad_(False), preprocess, embed, meta)
 
@@ -116,6 +127,8 @@ def _libraries():
 
 def _check_tag(name: str, spec: Backbone, tag: str) -> str:
     """``tag`` if the library knows it for ``spec.arch``; a SaeLiteError listing the known tags otherwise."""
+    if tag == spec.tag:
+        return tag
     open_clip, timm = _libraries()
     if spec.library == "open_clip":
         tags = open_clip.list_pretrained_tags_by_model(spec.arch)
@@ -131,8 +144,8 @@ def _fetch(name: str, spec: Backbone, tag: str) -> str:
     """The local path of the tag's weights (from the cache, or downloaded); fails fast when offline."""
     offline = _offline()
     try:
-        repo, names, revision = _hub_location(spec, tag)
-        return _hub_file(repo, names, revision, offline)
+        repo, names, revision = (*spec.hub, None) if tag == spec.tag else _hub_location(spec, tag)
+        return _hub_file(repo, list(names), revision, offline)
     except Exception as error:  # hub, network and file errors all mean: no weights here
         why = ("offline (HF_HUB_OFFLINE is set or the hub is unreachable) and they are not in the Hugging Face "
                "cache" if offline else f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}")

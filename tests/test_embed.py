@@ -20,7 +20,7 @@ pytest.importorskip("timm")
 from PIL import Image  # noqa: E402
 
 from sae_lite import embed  # noqa: E402
-from sae_lite.backbones import BACKBONES, _libraries, load_backbone  # noqa: E402
+from sae_lite.backbones import BACKBONES, _hub_location, _libraries, load_backbone  # noqa: E402
 from sae_lite.cli import main  # noqa: E402
 from sae_lite.data import load_store  # noqa: E402
 from sae_lite.errors import SaeLiteError  # noqa: E402
@@ -229,3 +229,15 @@ def test_check_backbone_refuses_a_store_of_another_backbone():
         embed.check_backbone(meta, "clip-vit-l-14", weights="random")
     with pytest.raises(SaeLiteError, match="no backbone embeddings"):
         embed.check_backbone({"source": "planted"}, "siglip2")
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_the_registry_agrees_with_the_libraries(name):
+    spec = BACKBONES[name]
+    repo, names, _ = _hub_location(spec, spec.tag)
+    assert (repo, tuple(names)) == spec.hub
+    open_clip, timm = _libraries()
+    if spec.library == "timm":
+        assert timm.models.get_pretrained_cfg(f"{spec.arch}.{spec.tag}") is not None
+    else:
+        assert spec.tag in open_clip.list_pretrained_tags_by_model(spec.arch)
