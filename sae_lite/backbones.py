@@ -162,12 +162,12 @@ def _hub_location(spec: Backbone, tag: str) -> tuple[str, list[str], str | None]
     if spec.library == "open_clip":
         hub = open_clip.get_pretrained_cfg(spec.arch, tag).get("hf_hub", "")
         repo, filename = os.path.split(hub)
-        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        names = [filename] if filename else list(_OPEN_CLIP_FILES)
         revision = None
     else:
         cfg = timm.models.get_pretrained_cfg(f"{spec.arch}.{tag}")
         repo, _, revision = (cfg.hf_hub_id or "").partition("@")
-        names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else list(_TIMM_FILES)
     if not repo:
         raise FileNotFoundError(f"tag {tag!r} of {spec.arch} is not on the Hugging Face hub; download its "
                                 "weights yourself and pass the file as --tag PATH")

@@ -63,10 +63,10 @@ def embed_images(backbone: str, source: ImageSource | str | os.PathLike, out: st
     source = source if isinstance(source, ImageSource) else image_folder(source)
     partial = out.with_name(out.name + ".partial")
     config = _config(backbone, weights, tag or spec.tag, precision, source, shard_size)
-    state = _open_partial(partial, config, overwrite, create=False)  # checks an old partial before any work
+    state = _resumable(partial, config, overwrite)  # checked before any work
     loaded = load_backbone(backbone, weights, tag)
     loaded.module.to(dev)
-    state = _open_partial(partial, config, overwrite, create=True) if state is None else state
+    state = state or _start_partial(partial, config)
     n = len(source.paths)
     shards = [range(i, min(i + shard_size, n)) for i in range(0, n, shard_size)]
     workers = num_workers if num_workers is not None else (min(8, os.cpu_count() or 1) if dev.type == "cuda" else 0)
@@ -143,25 +143,30 @@ def _config(backbone: str, weights: str, tag: str, precision: str, source: Image
 # Extraction, in resumable shards.
 # --------------------------------------------------------------------------------------------
 
-def _open_partial(partial: Path, config: dict, overwrite: bool, create: bool) -> dict | None:
-    """The progress of an earlier run of the same ``config``; else, with ``create``, a fresh one."""
+def _resumable(partial: Path, config: dict, overwrite: bool) -> dict | None:
+    """The progress of an interrupted run of the same ``config``, or None; raises if ``partial`` holds
+    another extraction's shards (unless ``overwrite``, which discards them)."""
     progress = partial / "progress.json"
-    if progress.is_file():
-        state = json.loads(progress.read_text())
-        if state.get("config") == config:
-            return state
-        if not overwrite:
-            old = state.get("config", {})
-            differ = sorted(k for k in config.keys() | old.keys() if old.get(k) != config.get(k))
-            raise SaeLiteError(f"{partial} holds shards of a different extraction (differs in: {', '.join(differ)}); "
-                               "delete it, or pass --overwrite to start over")
-    if not create:
+    if not progress.is_file():
         return None
+    state = json.loads(progress.read_text())
+    if state.get("config") == config:
+        return state
+    if not overwrite:
+        old = state.get("config", {})
+        differ = sorted(k for k in config.keys() | old.keys() if old.get(k) != config.get(k))
+        raise SaeLiteError(f"{partial} holds shards of a different extraction (differs in: {', '.join(differ)}); "
+                           "delete it, or pass --overwrite to start over")
+    return None
+
+
+def _start_partial(partial: Path, config: dict) -> dict:
+    """A fresh, empty ``partial`` directory with its progress.json."""
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     state = {"config": config, "shards": {}}
-    _write_json(progress, state)
+    _write_json(partial / "progress.json", state)
     return state
 
 

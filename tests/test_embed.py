@@ -149,7 +149,8 @@ def test_missing_weights_offline_fail_fast_with_a_way_out(name, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
 
 
-def test_weights_from_a_local_checkpoint_file(tmp_path):
+def test_weights_from_a_local_file_or_the_offline_hub_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
     from safetensors.torch import save_file
 
     random = load_backbone(SMALL, weights="random")
@@ -157,11 +158,21 @@ def test_weights_from_a_local_checkpoint_file(tmp_path):
         for p in random.module.parameters():
             p.add_(0.05 * torch.randn_like(p))
     save_file(random.module.state_dict(), tmp_path / "mine.safetensors")
-    loaded = load_backbone(SMALL, tag=str(tmp_path / "mine.safetensors"))
-    assert loaded.meta["weights"] == "pretrained" and loaded.meta["checkpoint"] == str(tmp_path / "mine.safetensors")
+    from_file = load_backbone(SMALL, tag=str(tmp_path / "mine.safetensors"))
+    assert from_file.meta["weights"] == "pretrained" and from_file.meta["checkpoint"] == str(tmp_path / "mine.safetensors")
+    repo, (filename, _) = BACKBONES[SMALL].hub  # the layout huggingface_hub gives its cache
+    cached = tmp_path / "hub" / f"models--{repo.replace('/', '--')}"
+    (cached / "refs").mkdir(parents=True)
+    (cached / "refs" / "main").write_text("0" * 40)
+    (cached / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (tmp_path / "mine.safetensors").rename(cached / "snapshots" / ("0" * 40) / filename)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    from_cache = load_backbone(SMALL)  # HF_HUB_OFFLINE=1 (conftest): from the cache or not at all
+    assert from_cache.meta["checkpoint"] == str(cached / "snapshots" / ("0" * 40) / filename)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.embed(x), random.embed(x))
+        torch.testing.assert_close(from_file.embed(x), random.embed(x))
+        torch.testing.assert_close(from_cache.embed(x), random.embed(x))
         assert not torch.allclose(load_backbone(SMALL, weights="random").embed(x), random.embed(x))
 
 
