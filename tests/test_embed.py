@@ -95,12 +95,22 @@ def test_class_folders_give_shapes_labels_and_provenance(folders, tmp_path):
 
 def test_open_images_gives_multi_labels(folders, tmp_path):
     source = open_images(folders / "openimages", folders / "oi-labels.csv", folders / "oi-classes.csv")
-    store = load_store(_embed(folders, tmp_path / "store", source=source))
+    store = load_store(_embed(folders, tmp_path / "store", source=source, num_workers=2))  # decoded in 2 processes
     assert store.labels.dtype == bool and store.labels.shape == (6, 3) and store.meta["label_kind"] == "multi"
     assert store.meta["classes"] == ["Apple", "Ball", "Cup"] and store.meta["source"]["label_ids"] == ["/m/a", "/m/b", "/m/c"]
     expected = [[f"/m/{c}" in labels for c in "abc"] for labels in OI_LABELS.values()]
     assert store.labels.tolist() == expected  # img02's Confidence-0 row is not a positive
     assert store.meta["source"]["images_without_labels"] == 1 and store.x.shape == (6, 192)
+
+
+def test_half_precision_runs_the_same_code_and_stays_close(folders, tmp_path):
+    """bf16 autocast, as on a GPU, here on the CPU: close to fp32, and recorded in the provenance."""
+    source = open_images(folders / "openimages", folders / "oi-labels.csv")
+    full = load_store(_embed(folders, tmp_path / "fp32", source=source))
+    half = load_store(_embed(folders, tmp_path / "bf16", source=source, precision="bf16"))
+    assert half.meta["precision"] == "bf16" and full.meta["precision"] == "fp32" and half.x.dtype == np.float32
+    cosine = (half.x * full.x).sum(1) / np.linalg.norm(half.x, axis=1) / np.linalg.norm(full.x, axis=1)
+    assert cosine.min() > 0.99 and not np.array_equal(half.x, full.x)
 
 
 def test_an_interrupted_extraction_resumes_where_it_stopped(folders, tmp_path, monkeypatch):
