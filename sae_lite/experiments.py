@@ -69,20 +69,19 @@ def load_split(spec: dict) -> tuple[Dataset, Dataset]:
     return dataset.split(spec.get("test_fraction", 0.2), spec.get("split_seed", 0))
 
 
-#: Modules that only present or compose results (figures, sliders, verdicts, named grids, the command
-#: line): editing them
-#: does not invalidate the cache.
-PRESENTATION_MODULES = ("__main__.py", "claims.py", "cli.py", "grids.py", "plots.py", "widgets.py")
+#: The modules whose code determines a run's result (training, data, evaluation, the run files). Only
+#: these enter the cache key: editing a figure, a verdict, the command line or adding an extension
+#: module (embedding, chapters' helpers) does not invalidate the cached runs.
+RESULT_MODULES = ("card.py", "data.py", "errors.py", "experiments.py", "metrics.py", "penalties.py",
+                  "runs.py", "sae.py", "sparsity.py", "train.py")
 
 
 def code_hash() -> str:
-    """A hash of the package's source (but the presentation modules): results cached by other code
-    are never reused."""
+    """A hash of the source of `RESULT_MODULES`: results cached by other code are never reused."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name in PRESENTATION_MODULES:
-            continue
-        digest.update(path.name.encode() + path.read_bytes())
+    package = Path(__file__).parent
+    for name in RESULT_MODULES:
+        digest.update(name.encode() + (package / name).read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -66,13 +66,14 @@ def test_cache_is_at_the_checkout_root_whatever_the_working_directory(tmp_path, 
     assert experiments.cache_dir() == tmp_path / "c"
 
 
-def test_presentation_modules_do_not_change_the_code_hash(tmp_path, monkeypatch):
+def test_only_result_modules_change_the_code_hash(tmp_path, monkeypatch):
     package = Path(experiments.__file__).parent
     for source in package.glob("*.py"):
         (tmp_path / source.name).write_text(source.read_text())
     monkeypatch.setattr(experiments, "__file__", str(tmp_path / "experiments.py"))
     before = experiments.code_hash()
     (tmp_path / "plots.py").write_text("# a figure changed\n")
+    (tmp_path / "new_extension.py").write_text("# a module added\n")
     assert experiments.code_hash() == before
     (tmp_path / "sae.py").write_text((package / "sae.py").read_text() + "\n# the model changed\n")
     assert experiments.code_hash() != before
