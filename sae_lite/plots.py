@@ -19,7 +19,8 @@ LABELS = {
     "purity_mean": "mean class purity", "weighted_purity_mean": "mean weighted class purity",
     "recovery_mmcs": "mean best cosine with a planted atom", "recovery_matched": "planted atoms recovered",
     "k": "training k", "weight": "penalty weight", "k_factor": "inference k' / training k",
-    "m": "activations kept per input (m)", "probe": "probe test accuracy", "step": "training step",
+    "m": "activations kept per input (m)", "probe": "probe test accuracy",
+    "r2_at_k": "test R² at the inference k'", "step": "training step",
     "method": "method", "loss": "training loss", "penalty": "penalty term", "auxk": "AuxK term",
 }
 
@@ -84,8 +85,11 @@ def band(rows: list[dict], x: str, y: str, by: str | None = "method", ax=None, l
         ax.fill_between(xs, means - stds, means + stds, color=line.get_color(), alpha=0.2)
     ax.set_xlabel(label(x))
     ax.set_ylabel(label(y))
-    if logx:
+    if logx:                                   # ticks at the grid's x values
+        ticks = sorted({float(row[x]) for row in rows})
         ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
     if title:
         ax.set_title(title)
     ax.legend(fontsize="small")

@@ -40,7 +40,7 @@ def static_figure(rows: list[dict], x: str, y: str, slider: str, color: str = "m
         for group, (xs, means, stds, n) in mean_std([r for r in rows if r[slider] == value], x, y, color).items():
             colour = _PALETTE[groups.index(group) % len(_PALETTE)]
             fig.add_trace(go.Scatter(x=np.r_[xs, xs[::-1]], y=np.r_[means + stds, (means - stds)[::-1]],
-                                     fill="toself", fillcolor=colour, opacity=0.2, line={"width": 0},
+                                     mode="lines", fill="toself", fillcolor=colour, opacity=0.2, line={"width": 0},
                                      hoverinfo="skip", showlegend=False, visible=i == 0))
             fig.add_trace(go.Scatter(x=xs, y=means, mode="lines+markers", name=f"{group} (n={n})",
                                      line={"color": colour}, visible=i == 0,
@@ -48,11 +48,13 @@ def static_figure(rows: list[dict], x: str, y: str, slider: str, color: str = "m
             owner += [i, i]
     steps = [{"method": "update", "label": f"{value:g}" if isinstance(value, float) else str(value),
               "args": [{"visible": [o == i for o in owner]}]} for i, value in enumerate(values)]
-    fig.update_layout(sliders=[{"active": 0, "steps": steps, "currentvalue": {"prefix": f"{label(slider)}: "}}],
+    fig.update_layout(sliders=[{"active": 0, "steps": steps, "pad": {"t": 60},
+                                "currentvalue": {"prefix": f"{label(slider)}: "}}],
                       xaxis_title=label(x), yaxis_title=label(y), title=title, template="plotly_white",
-                      height=450, margin={"t": 50 if title else 20})
-    if logx:
-        fig.update_xaxes(type="log")
+                      height=500, margin={"t": 50 if title else 20})
+    if logx:                                   # ticks at the grid's x values, not at 3, 4, 5, ...
+        ticks = sorted({float(row[x]) for row in rows})
+        fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     return fig
 
 
