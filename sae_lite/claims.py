@@ -151,12 +151,27 @@ def verdict_text(result: dict) -> str:
     return f"{result['verdict']} on the sign alone (1 seed: the spread is unknown)"
 
 
+def reading(result: dict) -> str:
+    """One plain sentence: how many parts support the claim, and which ones go against it or are unclear."""
+    parts = result["parts"]
+    def named(outcome: str) -> str:
+        chosen = [p for p in parts if p["outcome"] == outcome]
+        return ", ".join(f"{p['metric']} ({p['treatment']} vs {p['control']}, k={p.get('k', '?')}: "
+                         f"{p['diff']:+.3f})" for p in chosen)
+    supported = sum(p["outcome"] == "supports" for p in parts)
+    text = f"{supported} of {len(parts)} parts support the claim."
+    for outcome, words in (("contradicts", "Against it"), ("inconclusive", "Within the noise")):
+        if named(outcome):
+            text += f" {words}: {named(outcome)}."
+    return text
+
+
 def to_markdown(results: list[dict]) -> str:
     """A Markdown report: per claim and data set, the statement, the verdict and a table of parts."""
     lines = []
     for result in results:
         lines += [f"**Claim `{result['claim']}`** on `{result['data']}`: {result['statement']}",
-                  "", f"Verdict: **{verdict_text(result)}**", "",
+                  "", f"Verdict: **{verdict_text(result)}**. {reading(result)}", "",
                   "| metric | k | treatment | control | treatment mean ± std | control mean ± std "
                   "| difference ± SE | claimed | outcome |",
                   "|---|---|---|---|---|---|---|---|---|"]

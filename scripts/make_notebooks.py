@@ -388,8 +388,13 @@ fig, axes = plt.subplots(1, len(grids.ks()), figsize=(4.5 * len(grids.ks()), 3.6
 for ax, k in zip(axes, grids.ks()):
     plots.band([r for r in walk if r["k"] == k], "k_factor", "r2_at_k", ax=ax, logx=True, title=f"trained at k = {k}")
 fig.tight_layout()"""),
-    ("md", """## Across training budgets (the slider)"""),
+    ("md", """## Across training budgets (the slider)
+
+The slider walks the training budget k; the x axis is the inference budget as a multiple of it."""),
     ("code", """widgets.explore(walk, x="k_factor", y="r2_at_k", slider="k", logx=True, title="R² at inference k'")"""),
+    ("md", """The same grid sliced the other way: the slider walks the inference budget k'/k, the x axis the
+training k. A method robust to k' keeps its curve close to the k'/k = 1 curve."""),
+    ("code", """widgets.explore(walk, x="k", y="r2_at_k", slider="k_factor", logx=True, title="R² against the training k")"""),
     ("md", """## What the paper claims / what we measured"""),
     ("code", """claims.show(claims.evaluate_claims(rows, [claims.CLAIMS["inference_k"]]))"""),
     ("md", """## Exercises"""),

@@ -45,6 +45,10 @@ def test_every_verdict_is_reachable():
     [fails] = evaluate_claims(probing_rows(down, same, down), PROBING)
     assert (holds["verdict"], mixed["verdict"], fails["verdict"]) == ("holds", "mixed", "does not hold")
     assert [p["outcome"] for p in mixed["parts"]] == ["supports", "inconclusive", "contradicts"]
+    sentence = claims.reading(mixed)
+    assert sentence.startswith("1 of 3 parts support the claim.")
+    assert "Against it: probe_m4 (ratio vs baseline, k=16: -0.100)" in sentence and "Within the noise: probe_m2" in sentence
+    assert claims.reading(holds) == "3 of 3 parts support the claim."
     assert holds["seeds"] == 3 and holds["spread_known"]
 
 
