@@ -21,7 +21,8 @@ LABELS = {
     "k": "training k", "weight": "penalty weight", "k_factor": "inference k' / training k",
     "m": "activations kept per input (m)", "probe": "probe test accuracy",
     "r2_at_k": "test R² at the inference k'", "step": "training step",
-    "method": "method", "loss": "training loss", "penalty": "penalty term", "auxk": "AuxK term",
+    "method": "method", "loss": "training loss", "penalty": "penalty", "auxk": "AuxK",
+    "penalty_loss": "penalty term", "auxk_loss": "AuxK term", "variant": "variant",
 }
 
 
@@ -124,18 +125,22 @@ RECIPE = ("data", "method", "penalty", "weight", "masked", "auxk", "activation",
 
 def history_rows(rows: list[dict], keep: tuple[str, ...] = ()) -> list[dict]:
     """One row per logged training step of each run (its ``history.json``), with the run's recipe
-    keys and the keys named in ``keep`` (e.g. a ``variant`` label added to the grid rows)."""
+    keys and the keys named in ``keep`` (e.g. a ``variant`` label added to the grid rows).
+
+    A logged loss term named like a recipe key gets ``_loss`` appended: ``penalty_loss``, ``auxk_loss``.
+    """
     out = []
     for row in rows:
         history = json.loads((Path(row["path"]) / "history.json").read_text())
         recipe = {key: row[key] for key in (*RECIPE, *keep) if key in row}
         for i, step in enumerate(history["step"]):
-            out.append({**recipe, **{key: values[i] for key, values in history.items()}, "step": step})
+            logged = {(f"{key}_loss" if key in recipe else key): values[i] for key, values in history.items()}
+            out.append({**recipe, **logged, "step": step})
     return out
 
 
 def history(rows: list[dict], y: str = "dead", by: str = "method", ax=None, title: str | None = None):
-    """``y`` (a history column: dead, l0, fvu, penalty, ...) over training steps, mean ± std per group."""
+    """``y`` (a history column: dead, l0, fvu, penalty_loss, ...) over training steps, mean ± std per group."""
     ax = band(history_rows(rows, keep=(by,)), "step", y, by=by, ax=ax, title=title)
     for line in ax.get_lines():
         line.set_marker("")

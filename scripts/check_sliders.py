@@ -2,12 +2,13 @@
 
 For every plotly figure with a slider on each page: screenshot it, click the slider's last step the
 way a reader would (a real mouse press and release through the Chrome DevTools protocol), and check
-that the slider's active step and the plotted curves changed; screenshot it again.
+that the slider's active step and the plotted curves changed; screenshot it again. A page without
+any plotly figure (say the set-up chapter) is reported and skipped.
 
     python scripts/check_sliders.py _build/html/notebooks/*.html --screenshots _build/slider-check
 
-Needs a Chromium (Debian: ``apt-get install chromium``); exits 1 if a slider did not move or a page
-has none, 2 if Chromium is missing.
+Needs a Chromium (Debian: ``apt-get install chromium``); exits 1 if a slider did not move or no
+page has one, 2 if Chromium is missing.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ STATE = """(() => {
 COUNT = """(() => {
   const graphs = [...document.querySelectorAll('.js-plotly-plot')];
   const ready = document.readyState === 'complete' && graphs.every(g => g._fullLayout);
-  return JSON.stringify({ready: ready, sliders: graphs.filter(g => g.layout && g.layout.sliders).length,
+  return JSON.stringify({ready: ready, figures: graphs.length,
+                         sliders: graphs.filter(g => g.layout && g.layout.sliders).length,
                          plotly: typeof window.Plotly});
 })()"""
 
@@ -91,6 +93,8 @@ async def check_page(devtools: DevTools, page: Path, shots: Path | None, timeout
     await devtools.send("Page.navigate", url=page.resolve().as_uri())
     deadline = time.monotonic() + timeout
     while not (count := await devtools.evaluate(COUNT))["ready"] or not count["sliders"]:
+        if count["ready"] and not count["figures"]:
+            return [{"page": page.name, "figure": None, "moved": None, "why": "no slider figure on this page"}]
         if time.monotonic() > deadline:
             return [{"page": page.name, "figure": None, "moved": False,
                      "why": f"no rendered slider figure after {timeout:.0f} s (window.Plotly: {count['plotly']})"}]
@@ -158,9 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         args.screenshots.mkdir(parents=True, exist_ok=True)
     results = asyncio.run(check(args.pages, args.screenshots, chromium))
     for r in results:
-        print(f"{r['page']} figure {r['figure']}: " + (f"moved (step {r['active'][0]} -> {r['active'][1]} of {r['steps']})"
-                                                        if r["moved"] else f"NOT MOVED: {r['why']}"))
-    return 0 if results and all(r["moved"] for r in results) else 1
+        if r["moved"] is None:
+            print(f"{r['page']}: {r['why']}")
+        else:
+            print(f"{r['page']} figure {r['figure']}: " + (f"moved (step {r['active'][0]} -> {r['active'][1]} of {r['steps']})"
+                                                            if r["moved"] else f"NOT MOVED: {r['why']}"))
+    checked = [r for r in results if r["moved"] is not None]
+    return 0 if checked and all(r["moved"] for r in checked) else 1
 
 
 if __name__ == "__main__":

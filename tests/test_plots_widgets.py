@@ -23,7 +23,8 @@ def grid(tmp_path=None) -> list[dict]:
                 if tmp_path is not None:
                     path = tmp_path / f"{method}-{k}-{seed}"
                     path.mkdir(parents=True)
-                    history = {"step": [0, 50, 100], "dead": [0, 5 + seed, 10 + seed + 10 * shift]}
+                    history = {"step": [0, 50, 100], "dead": [0, 5 + seed, 10 + seed + 10 * shift],
+                               "auxk": [0.1, 0.2, 0.3]}
                     (path / "history.json").write_text(json.dumps(history))
                     row["path"] = str(path)
                 rows.append(row)
@@ -57,6 +58,8 @@ def test_figures_have_labelled_axes(tmp_path):
     labelled = [{**row, "variant": f"{row['method']}/{row['k']}"} for row in grid(tmp_path / "again")]
     steps = plots.history_rows(labelled, keep=("variant",))
     assert len(steps) == 3 * len(labelled) and steps[0]["variant"] == "baseline/8"
+    with_recipe = plots.history_rows([{**row, "auxk": True} for row in labelled[:1]])
+    assert with_recipe[0]["auxk"] is True and with_recipe[2]["auxk_loss"] == 0.3   # a loss never hides the recipe
     assert len(plots.history(labelled, "dead", by="variant").get_lines()) == 6
     with pytest.raises(SaeLiteError, match="lack"):
         plots.band(grid(), "k", "no_such_metric")

@@ -38,3 +38,10 @@ def test_a_click_moves_the_slider_and_the_curves(tmp_path):
     assert not results[1]["moved"]                          # same curves at every step: the check fails
     assert (tmp_path / "moving-0-before.png").stat().st_size > 1000
     assert (tmp_path / "moving-0-after.png").read_bytes() != (tmp_path / "moving-0-before.png").read_bytes()
+
+
+def test_a_page_without_figures_is_skipped_not_failed(tmp_path):
+    plain = tmp_path / "plain.html"
+    plain.write_text("<html><body><p>no figure here</p></body></html>")
+    [result] = asyncio.run(check_sliders.check([plain], None, check_sliders.browser()))
+    assert result["moved"] is None and "no slider figure" in result["why"]
