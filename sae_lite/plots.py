@@ -26,6 +26,19 @@ LABELS = {
 }
 
 
+#: The colours of the figures (matplotlib's tab10); a method keeps its colour in every chapter.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+METHOD_COLOURS = {"baseline": PALETTE[0], "offsupport": PALETTE[1], "ratio": PALETTE[2],
+                  "offsupport-nomask": PALETTE[3], "ratio-nomask": PALETTE[4]}
+
+
+def colour(group, groups: list) -> str:
+    """The colour of ``group``: its method's colour when it is a method name, else by position in ``groups``."""
+    if isinstance(group, str) and group in METHOD_COLOURS:
+        return METHOD_COLOURS[group]
+    return PALETTE[groups.index(group) % len(PALETTE)]
+
+
 def label(name: str) -> str:
     """A readable axis label for a row key (the key itself when unknown)."""
     if name.startswith("r2_x"):
@@ -81,8 +94,9 @@ def band(rows: list[dict], x: str, y: str, by: str | None = "method", ax=None, l
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(6, 4))[1]
-    for group, (xs, means, stds, n) in mean_std(rows, x, y, by).items():
-        line, = ax.plot(xs, means, marker="o", label=f"{group} (n={n})")
+    stats = mean_std(rows, x, y, by)
+    for group, (xs, means, stds, n) in stats.items():
+        line, = ax.plot(xs, means, marker="o", label=f"{group} (n={n})", color=colour(group, list(stats)))
         ax.fill_between(xs, means - stds, means + stds, color=line.get_color(), alpha=0.2)
     ax.set_xlabel(label(x))
     ax.set_ylabel(label(y))
@@ -109,7 +123,7 @@ def bars(rows: list[dict], metrics: list[str], by: str = "method", title: str | 
                   for name in names]
         means = [np.mean(v) if v else np.nan for v in values]
         stds = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=3, color=[f"C{i}" for i in range(len(names))])
+        ax.bar(range(len(names)), means, yerr=stds, capsize=3, color=[colour(name, names) for name in names])
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_ylabel(label(metric))
         ax.grid(alpha=0.3, axis="y")

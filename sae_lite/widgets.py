@@ -15,9 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from sae_lite.errors import SaeLiteError
-from sae_lite.plots import band, label, mean_std
+from sae_lite.plots import band, colour, label, mean_std
 
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 _plotlyjs_sent = False   # plotly.js is embedded once per kernel (once per page of the book)
 
 
@@ -38,12 +37,12 @@ def static_figure(rows: list[dict], x: str, y: str, slider: str, color: str = "m
     fig, owner = go.Figure(), []
     for i, value in enumerate(values):
         for group, (xs, means, stds, n) in mean_std([r for r in rows if r[slider] == value], x, y, color).items():
-            colour = _PALETTE[groups.index(group) % len(_PALETTE)]
+            shade = colour(group, groups)
             fig.add_trace(go.Scatter(x=np.r_[xs, xs[::-1]], y=np.r_[means + stds, (means - stds)[::-1]],
-                                     mode="lines", fill="toself", fillcolor=colour, opacity=0.2, line={"width": 0},
+                                     mode="lines", fill="toself", fillcolor=shade, opacity=0.2, line={"width": 0},
                                      hoverinfo="skip", showlegend=False, visible=i == 0))
             fig.add_trace(go.Scatter(x=xs, y=means, mode="lines+markers", name=f"{group} (n={n})",
-                                     line={"color": colour}, visible=i == 0,
+                                     line={"color": shade}, visible=i == 0,
                                      error_y={"type": "data", "array": stds, "visible": False}))
             owner += [i, i]
     steps = [{"method": "update", "label": f"{value:g}" if isinstance(value, float) else str(value),

@@ -38,7 +38,7 @@ STATE = """(() => {
   return JSON.stringify({active: gd._fullLayout.sliders[0].active, curves: curves,
                          steps: gd.layout.sliders[0].steps.length,
                          rail: [rail.left, rail.top, rail.width, rail.height],
-                         box: [box.left, box.top, box.width, box.height]});
+                         box: [box.left + window.scrollX, box.top + window.scrollY, box.width, box.height]});
 })()"""
 
 COUNT = """(() => {

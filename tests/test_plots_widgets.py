@@ -51,6 +51,9 @@ def test_figures_have_labelled_axes(tmp_path):
     ax = plots.band(grid(), "k", "r2")
     assert ax.get_xlabel() == "training k" and ax.get_ylabel() == "test R²"
     assert len(ax.collections) == 2                               # one ± std band per method
+    flipped = plots.band(grid()[::-1], "k", "r2")                 # ratio first: colours stay with methods
+    assert [line.get_color() for line in flipped.get_lines()] == [plots.METHOD_COLOURS["ratio"],
+                                                                    plots.METHOD_COLOURS["baseline"]]
     fig = plots.bars(grid(), ["r2", "r2_x4"])
     assert [a.get_ylabel() for a in fig.axes] == ["test R²", "test R² at k' = 4·k"]
     hist = plots.history(grid(tmp_path), "dead")
