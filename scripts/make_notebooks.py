@@ -195,7 +195,7 @@ if test.atoms is not None:
 elif test.name == "digits":
     plots.top_inputs(test.reference, codes.numpy(), frequent)"""),
     ("code", """if test.atoms is not None:
-    plots.atom_match(run.sae.W_dec.detach().numpy(), test.atoms, title="baseline, k = 16");"""),
+    plots.atom_match(run.sae.W_dec.detach().numpy(), test.atoms, title=f"baseline, k = {grids.K}");"""),
     ("md", """## What the paper claims / what we measured
 
 The baseline is the control of every claim in chapters 2-6; it makes no claim of its own here. The
@@ -432,11 +432,18 @@ plots.band([r for r in walk if r["k"] == grids.K], "m", "probe", logx=True, titl
     ("code", """claims.show(claims.evaluate_claims(rows, [claims.CLAIMS["probing"]]))"""),
     ("md", """## Exercises"""),
     ("md", exercise(1, "easy", 5, "What accuracy would a probe reach by chance on this data?",
-                    "With balanced classes, one over the number of classes: 1/8 on the planted default.")),
+                    "With balanced classes, one over the number of classes: "
+                    "`1 / len(set(test.labels))` (with `test` as in exercise 2), 1/8 for `planted()` "
+                    "with its default 8 classes.")),
     ("md", exercise(2, "medium", 15, "Repeat the probe on the raw inputs (no SAE) with `sklearn`. "
                     "How many SAE codes does it take to match it?",
-                    "Fit `LogisticRegression` on `train.x` and score on `test.x`; then find the smallest m "
-                    "whose `probe_m{m}` reaches that accuracy.")),
+                    "```python\nfrom sklearn.linear_model import LogisticRegression\nfrom sae_lite import runs\n"
+                    "from sae_lite.experiments import load_split\n\n"
+                    "train, test = load_split(runs.load_run(rows[0]['path']).data)\n"
+                    "raw = LogisticRegression(max_iter=1000).fit(train.x, train.labels).score(test.x, test.labels)\n"
+                    "[(r['method'], r['k'], m, r[f'probe_m{m}']) for r in rows for m in (1, 2, 4, 8) if f'probe_m{m}' in r]\n```\n"
+                    "Compare each `probe_m{m}` with `raw`: the smallest m that reaches it is the answer "
+                    "(it may not exist: the codes lose some information).")),
     ("md", """## Summary
 
 - A top-m probe asks how much of the class sits in the largest few codes.
