@@ -397,6 +397,8 @@ training k. A method robust to k' keeps its curve close to the k'/k = 1 curve.""
     ("code", """widgets.explore(walk, x="k", y="r2_at_k", slider="k_factor", logx=True, title="R² against the training k")"""),
     ("md", """## What the paper claims / what we measured"""),
     ("code", """claims.show(claims.evaluate_claims(rows, [claims.CLAIMS["inference_k"]]))"""),
+    ("md", """Where a part goes against the claim, chapter 6 shows a likely cause: a latent that carries the
+largest code of almost every input leaves little for a small budget k' to reconstruct with."""),
     ("md", """## Exercises"""),
     ("md", exercise(1, "easy", 5, "Why can R² *fall* when k' grows beyond k?",
                     "The decoder was trained on codes with k entries. Extra activations that training always "
@@ -430,6 +432,17 @@ plots.band([r for r in walk if r["k"] == grids.K], "m", "probe", logx=True, titl
     ("code", """widgets.explore(walk, x="m", y="probe", slider="k", logx=True, title="probe accuracy, top-m codes")"""),
     ("md", """## What the paper claims / what we measured"""),
     ("code", """claims.show(claims.evaluate_claims(rows, [claims.CLAIMS["probing"]]))"""),
+    ("md", """## Why a part can fail: one latent on top of every input
+
+A top-1 probe can only be as good as the latent that holds each input's largest code. If one
+dense latent holds it for almost every input, the probe sees one feature for all classes and falls
+towards chance. `diagnostics.top_latent_share` measures this on the first seed: the share of test
+inputs whose largest code sits on the most common such latent, and how many latents ever hold it.
+Compare its rows with the parts of the box above that go against the claim."""),
+    ("code", """from sae_lite import diagnostics
+
+first = diagnostics.top_latent_share([r for r in rows if r["seed"] == profile.seeds[0]])
+pd.DataFrame(first)[["method", "k", "top1_share", "top1_distinct", "probe_m1"]].round(3)"""),
     ("md", """## Exercises"""),
     ("md", exercise(1, "easy", 5, "What accuracy would a probe reach by chance on this data?",
                     "With balanced classes, one over the number of classes: "

@@ -1,0 +1,17 @@
+from safetensors.torch import load_file, save_file
+
+from sae_lite import diagnostics
+from sae_lite.experiments import cached_run, data_spec
+from sae_lite.train import TrainConfig
+
+
+def test_top_latent_share_spots_a_latent_that_tops_every_input(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAE_LITE_CACHE", str(tmp_path))
+    run = cached_run(TrainConfig(k=4, n_latents=32, steps=20, batch_size=64), data_spec("digits"))
+    [plain] = diagnostics.top_latent_share([{"path": str(run.path), "method": "baseline"}])
+    assert plain["method"] == "baseline" and 0 < plain["top1_share"] < 0.9 and plain["top1_distinct"] > 1
+    weights = load_file(run.path / "sae.safetensors")
+    weights["b_enc"][0] = 1e4                              # latent 0 now dominates every input
+    save_file(weights, run.path / "sae.safetensors")
+    [dense] = diagnostics.top_latent_share([{"path": str(run.path)}])
+    assert dense["top1_share"] == 1.0 and dense["top1_distinct"] == 1
