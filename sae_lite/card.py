@@ -7,8 +7,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import numpy as np
+from torch import Tensor
+
+from sae_lite.metrics import feature_recovery
 from sae_lite.sae import SAE
 from sae_lite.train import TrainConfig
 
@@ -77,10 +82,35 @@ def render(fields: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_stability(seeds: list[int], metrics: list[dict], dictionaries: list[Tensor]) -> dict:
+    """How much a seeded group of runs (same recipe, different seeds) agrees, as card fields.
+
+    ``metrics``: each run's metrics.json; ``dictionaries``: each run's W_dec [N, d]. Gives the standard
+    deviation (ddof=1) over seeds of every metric all runs report, and ``dictionary_mmcs``: the mean
+    max cosine between the dictionaries of two seeds (for each ordered pair, the mean over the first
+    one's atoms of the best cosine with any atom of the second; averaged over the pairs).
+    """
+    if len(seeds) < 2 or not len(seeds) == len(metrics) == len(dictionaries):
+        raise ValueError("seed_stability needs two or more runs, with one metrics dict and dictionary each")
+    shared = [key for key in metrics[0] if all(isinstance(m.get(key), (int, float)) for m in metrics)]
+    fields: dict = {"seeds": ", ".join(map(str, seeds))}
+    fields.update({f"{key}_std": float(np.nanstd([m[key] for m in metrics], ddof=1)) for key in shared})
+    pairs = [(a, b) for a in range(len(dictionaries)) for b in range(len(dictionaries)) if a != b]
+    fields["dictionary_mmcs"] = float(np.mean([feature_recovery(dictionaries[b], dictionaries[a])["recovery_mmcs"]
+                                               for a, b in pairs]))
+    return fields
+
+
 def write_card(directory: str | Path, **kwargs) -> dict:
-    """Write ``card.md`` and ``card.json`` into ``directory``; arguments as `card_fields`."""
+    """Write ``card.md`` and ``card.json`` into ``directory`` atomically; arguments as `card_fields`."""
     fields = card_fields(**kwargs)
     directory = Path(directory)
-    (directory / "card.json").write_text(json.dumps(fields, indent=2, default=float) + "\n")
-    (directory / "card.md").write_text(render(fields))
+    _write_text(directory / "card.json", json.dumps(fields, indent=2, default=float) + "\n")
+    _write_text(directory / "card.md", render(fields))
     return fields
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
