@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from torch import Tensor
 
 from sae_lite.metrics import feature_recovery
+from sae_lite.runs import write_atomic
 from sae_lite.sae import SAE
 from sae_lite.train import TrainConfig
 
@@ -105,12 +105,6 @@ def write_card(directory: str | Path, **kwargs) -> dict:
     """Write ``card.md`` and ``card.json`` into ``directory`` atomically; arguments as `card_fields`."""
     fields = card_fields(**kwargs)
     directory = Path(directory)
-    _write_text(directory / "card.json", json.dumps(fields, indent=2, default=float) + "\n")
-    _write_text(directory / "card.md", render(fields))
+    write_atomic(directory / "card.json", json.dumps(fields, indent=2, default=float) + "\n")
+    write_atomic(directory / "card.md", render(fields))
     return fields
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -15,15 +15,23 @@ where it stopped and a second call trains nothing. Every file is written whole (
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+
 from sae_lite import card, runs
+from sae_lite.data import Dataset
 from sae_lite.errors import SaeLiteError
-from sae_lite.experiments import METHODS, Grid, run_grid, run_path
+from sae_lite.experiments import (METHODS, PAPER_DATASETS, PAPER_EXPANSION, PAPER_KS, PROFILE_SETTINGS, Grid,
+                                  cache_dir, run_grid, run_path)
+from sae_lite.runs import write_atomic
+from sae_lite.train import TrainConfig, train
 
 RECIPE = ("data", "backbone", "method", "penalty", "weight", "masked", "auxk", "activation", "n_latents", "k", "seed")
 
@@ -37,9 +45,18 @@ def reproduce(grid: Grid, out: str | os.PathLike) -> dict:
     print(f"reproduce ({grid.profile.name}): {len(configs)} runs, {pending} to train", file=sys.stderr)
     rows = grid_rows(grid)
     write_stability(rows)
-    write_text(out / "results.csv", to_csv(rows))
+    write_atomic(out / "results.csv", to_csv(rows))
+    verdicts = write_claims(out, rows)
+    write_figures(out / "figures", rows)
     write_cards(out / "cards", rows)
-    return {"out": str(out), "profile": grid.profile.name, "runs": len(rows), "trained": pending}
+    return {"out": str(out), "profile": grid.profile.name, "runs": len(rows), "trained": pending,
+            "claims": verdicts}
+
+
+def results_dir(grid: Grid) -> Path:
+    """A directory in the results cache for ``grid``'s outputs, named by its profile and fingerprint."""
+    digest = hashlib.sha256(json.dumps(grid.fingerprint(), sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "reproduce" / f"{grid.profile.name}-{digest}"
 
 
 def claim_out(out: Path, fingerprint: dict) -> None:
@@ -54,7 +71,7 @@ def claim_out(out: Path, fingerprint: dict) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SaeLiteError(f"{out} exists and is not a reproduce directory (no grid.json); choose an empty or new --out")
     out.mkdir(parents=True, exist_ok=True)
-    write_text(saved, json.dumps(fingerprint, indent=2) + "\n")
+    write_atomic(saved, json.dumps(fingerprint, indent=2) + "\n")
 
 
 def grid_rows(grid: Grid) -> list[dict]:
@@ -67,17 +84,17 @@ def grid_rows(grid: Grid) -> list[dict]:
     return rows
 
 
-def seed_groups(rows: list[dict]) -> dict[tuple, list[dict]]:
-    """Rows grouped by recipe (data, method, k): each group holds the seeds of one configuration."""
+def group_rows(rows: list[dict], by: tuple[str, ...]) -> dict[tuple, list[dict]]:
+    """The rows grouped by the values of ``by``, in order of appearance."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["data"], row["method"], row["k"]), []).append(row)
+        groups.setdefault(tuple(row[key] for key in by), []).append(row)
     return groups
 
 
 def write_stability(rows: list[dict]) -> None:
     """Rewrite the card of every run in a seeded group (two or more seeds) with the group's stability."""
-    for members in seed_groups(rows).values():
+    for members in group_rows(rows, ("data", "method", "k")).values():  # a recipe's seeds
         if len(members) < 2:
             continue
         loaded = [runs.load_run(row["path"]) for row in members]
@@ -99,17 +116,94 @@ def to_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def write_cards(directory: Path, rows: list[dict]) -> None:
-    """A copy of every run's card.md, named by its recipe."""
+def write_claims(out: Path, rows: list[dict]) -> dict[str, str]:
+    """claims.json and claims.md (`sae_lite.claims`); returns each claim's verdict per data set."""
+    from sae_lite import claims
+
+    results = claims.evaluate_claims(rows)
+    write_atomic(out / "claims.json", json.dumps(results, indent=2, default=float) + "\n")
+    write_atomic(out / "claims.md", claims.to_markdown(results))
+    return {f"{result['claim']} on {result['data']}": claims.verdict_text(result) for result in results}
+
+
+def write_figures(directory: Path, rows: list[dict]) -> list[Path]:
+    """The paper's kinds of figure, per data set and training k, as PNG (mean ± std over seeds).
+
+    ``*_r2_vs_k.png``: R^2 against the inference k' / k; ``*_probe_vs_m.png``: probe accuracy against
+    the m codes kept (single-label data only); ``*_per_method.png``: MS, purity, R^2 and dead latents.
+    """
+    import matplotlib.pyplot as plt
+
+    from sae_lite import plots
+
     directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (data, k), members in group_rows(rows, ("data", "k")).items():
+        title = f"{data}, training k = {k}"
+        figures = {"r2_vs_k": _sweep(plots, members, "r2_x", "k_factor", "r2", title)}
+        if all("probe_m1" in row for row in members):
+            figures["probe_vs_m"] = _sweep(plots, members, "probe_m", "m", "probe", title)
+        metrics = [m for m in ("ms_mean", "purity_mean", "r2", "dead") if all(m in row for row in members)]
+        figures["per_method"] = plots.bars(members, metrics, title=title)
+        for name, figure in figures.items():
+            path = directory / f"{data.replace('/', '_')}_k{k}_{name}.png"
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+            plt.close(figure)
+            write_atomic(path, buffer.getvalue())
+            written.append(path)
+    return written
+
+
+def _sweep(plots, rows: list[dict], prefix: str, x: str, y: str, title: str):
+    """A mean ± std band of the ``{prefix}{v}`` columns against v on a log axis ticked at the values."""
+    long = plots.long(rows, prefix, x, y)
+    ax = plots.band(long, x, y, logx=True, title=title)
+    values = sorted({row[x] for row in long})
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.minorticks_off()
+    return ax.figure
+
+
+def card_name(row: dict) -> str:
+    """The file name of a run's card under ``cards/``."""
+    return f"{row['data'].replace('/', '_')}_{row['method']}_k{row['k']}_seed{row['seed']}.md"
+
+
+def write_cards(directory: Path, rows: list[dict]) -> None:
+    """A copy of every run's card.md, named by `card_name`."""
     for row in rows:
-        name = f"{row['data'].replace('/', '_')}_{row['method']}_k{row['k']}_seed{row['seed']}.md"
-        write_text(directory / name, (Path(row["path"]) / "card.md").read_text())
+        write_atomic(directory / card_name(row), (Path(row["path"]) / "card.md").read_text())
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+# --- what the paper profile costs: an estimate from measured throughput -------------------------
+
+#: Embedding width of each paper backbone, for the estimate: CLIP ViT-L/14's projected embedding 768,
+#: SigLIP2 So400m's pooled embedding 1152, ViT-L/16's CLS token 1024.
+PAPER_DIMS = {"clip-vit-l-14": 768, "siglip2": 1152, "vit-l-16": 1024}
+
+
+def step_flops(d: int, n_latents: int, batch_size: int) -> float:
+    """FLOPs of one dense training step: encoder and decoder products (2 x 2*B*d*N), backward twice that.
+
+    Top-k, the penalties and AuxK add terms linear in N and are left out.
+    """
+    return 3 * 2 * 2 * batch_size * d * n_latents
+
+
+def measure_step_rate(d: int = 256, n_latents: int = 2048, steps: int = 20, device: str = "auto") -> float:
+    """Training steps per second of the baseline (k=32, batch of `TrainConfig`'s default) on random data."""
+    x = np.random.default_rng(0).standard_normal((4096, d)).astype(np.float32)
+    config = TrainConfig(k=32, n_latents=n_latents, steps=steps + 5, device=device, b_pre_init="mean")
+    train(config, Dataset(x=x), stop_at=5, progress=False)  # warm-up: allocation, kernels
+    start = time.perf_counter()
+    train(config, Dataset(x=x), progress=False)
+    return (steps + 5) / (time.perf_counter() - start)
+
+
+def paper_train_flops() -> float:
+    """FLOPs of training every run of the paper profile (evaluation and embedding extraction excluded)."""
+    profile, batch = PROFILE_SETTINGS["paper"], TrainConfig().batch_size
+    runs_per_backbone = len(PAPER_DATASETS) * len(PAPER_KS) * len(METHODS) * len(profile.seeds)
+    return sum(runs_per_backbone * profile.steps * step_flops(d, PAPER_EXPANSION * d, batch)
+               for d in PAPER_DIMS.values())

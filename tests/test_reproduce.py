@@ -58,6 +58,17 @@ def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch)
         assert column in columns and all(np.isfinite(float(row[column])) for row in rows), column
     assert json.loads((out / "grid.json").read_text())["profile"]["steps"] == 40
 
+    claims = json.loads((out / "claims.json").read_text())
+    assert {c["claim"] for c in claims} == {"interpretability", "inference_k", "probing", "mask"}
+    assert all(c["data"] == "planted" and c["seeds"] == 2 and c["verdict"] in ("holds", "does not hold", "mixed")
+               for c in claims)
+    assert {f"{c['claim']} on planted" for c in claims} == set(first["claims"])
+    report = (out / "claims.md").read_text()
+    assert report.count("Verdict: **") == 4 and "ms_mean" in report and "probe_m1" in report
+    figures = sorted(path.name for path in (out / "figures").iterdir())
+    assert figures == ["planted_k4_per_method.png", "planted_k4_probe_vs_m.png", "planted_k4_r2_vs_k.png"]
+    assert all((out / "figures" / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
+
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
     monkeypatch.setattr(experiments, "train_run", no_training)
