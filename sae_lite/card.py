@@ -40,12 +40,15 @@ def card_fields(sae: SAE, config: TrainConfig, data: dict, metrics: dict, stabil
     """Every field of the method card, JSON-serialisable."""
     meta = data.get("meta") or {}
     return {
-        "source_model": meta.get("backbone", f"none: {data.get('name')} is not a backbone embedding"),
+        "source_model": _source_model(meta, data.get("name")),
         "embedding": meta.get("embedding", "the input vectors themselves"),
-        "dataset": data.get("dataset", data.get("name")),
+        "dataset": data.get("dataset", data.get("name")) + (f" (images: {meta['source']['path']})"
+                                                             if isinstance(meta.get("source"), dict)
+                                                             and "path" in meta["source"] else ""),
         "split": f"{1 - data.get('test_fraction', 0.2):.0%} train / {data.get('test_fraction', 0.2):.0%} test "
                  f"(seed {data.get('split_seed', 0)}; n_train={data.get('n_train')}, n_test={data.get('n_test')})",
-        "preprocessing": meta.get("preprocessing", "none beyond the data set's own (digits: pixels standardised)"),
+        "preprocessing": (f"{meta['preprocess']}; embeddings stored as computed ({meta.get('precision', 'fp32')})"
+                          if "preprocess" in meta else "none beyond the data set's own (digits: pixels standardised)"),
         "input_dim": sae.d,
         "dictionary_size": sae.n_latents,
         "k": sae.k,
@@ -70,6 +73,15 @@ def card_fields(sae: SAE, config: TrainConfig, data: dict, metrics: dict, stabil
         "seed": config.seed,
         "seed_stability": stability or "single run (no seeded group)",
     }
+
+
+def _source_model(meta: dict, name: str | None) -> str:
+    """The backbone of an embedding store, with its library, architecture and weights."""
+    if "backbone" not in meta:
+        return f"none: {name} is not a backbone embedding"
+    details = ", ".join(str(meta[key]) for key in ("library", "arch") if key in meta)
+    weights = f"{meta['weights']} weights {meta.get('tag', '')}".strip() if "weights" in meta else ""
+    return f"{meta['backbone']}" + (f" ({'; '.join(filter(None, [details, weights]))})" if details or weights else "")
 
 
 def render(fields: dict) -> str:

@@ -70,9 +70,8 @@ def load_split(spec: dict) -> tuple[Dataset, Dataset]:
 
 
 #: Modules that only present or compose results (figures, sliders, verdicts, named grids, the command
-#: line): editing them
-#: does not invalidate the cache.
-PRESENTATION_MODULES = ("__main__.py", "claims.py", "cli.py", "grids.py", "plots.py", "widgets.py")
+#: line, the reproduction's output files): editing them does not invalidate the cache.
+PRESENTATION_MODULES = ("__main__.py", "claims.py", "cli.py", "grids.py", "plots.py", "reproduce.py", "widgets.py")
 
 
 def code_hash() -> str:
@@ -345,6 +344,7 @@ def paper_cells(data_dir: Path) -> tuple[Cell, ...]:
     Raises SaeLiteError naming every missing store (and the command that makes it) or a store whose
     ``meta.json`` names another backbone than its directory.
     """
+    from sae_lite.embed import check_backbone  # torch-only at import; open_clip/timm stay unloaded
     cells, missing = [], []
     for dataset in PAPER_DATASETS:
         for backbone in PAPER_BACKBONES:
@@ -353,27 +353,13 @@ def paper_cells(data_dir: Path) -> tuple[Cell, ...]:
                 missing.append(f"{dataset}/{backbone}")
                 continue
             meta = json.loads((store / "meta.json").read_text())
-            check_backbone(store, meta, backbone)
+            check_backbone(store, backbone)
             cells.append(Cell(f"{dataset}/{backbone}", str(store.resolve()), PAPER_KS,
                               n_latents=PAPER_EXPANSION * int(meta["d"]), backbone=backbone))
     if missing:
         raise SaeLiteError(f"{data_dir} lacks the embedding stores {', '.join(missing)}; create each with "
                            f"`python -m sae_lite embed --backbone BACKBONE --images IMAGES --out {data_dir}/DATASET/BACKBONE`")
     return tuple(cells)
-
-
-def check_backbone(store: Path, meta: dict, backbone: str) -> None:
-    """Raise unless the store (whose ``meta.json`` is ``meta``) holds embeddings of ``backbone``."""
-    try:
-        from sae_lite.embed import check_backbone as check
-    except ModuleNotFoundError as error:  # the embed module is optional until it lands
-        if error.name != "sae_lite.embed":
-            raise
-        if meta.get("backbone") != backbone:
-            raise SaeLiteError(f"{store} holds embeddings of backbone {meta.get('backbone')!r}, but the grid "
-                               f"expects {backbone!r} there; embed with --backbone {backbone} or move the store")
-        return
-    check(store, backbone)
 
 
 def add_cli(subparsers) -> None:

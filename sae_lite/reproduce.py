@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from sae_lite import card, runs
+from sae_lite.backbones import BACKBONES
 from sae_lite.data import Dataset
 from sae_lite.errors import SaeLiteError
-from sae_lite.experiments import (METHODS, PAPER_DATASETS, PAPER_EXPANSION, PAPER_KS, PROFILE_SETTINGS, Grid,
-                                  cache_dir, run_grid, run_path)
+from sae_lite.experiments import (METHODS, PAPER_BACKBONES, PAPER_DATASETS, PAPER_EXPANSION, PAPER_KS, PROFILE_SETTINGS,
+                                  Grid, cache_dir, run_grid, run_path)
 from sae_lite.runs import write_atomic
 from sae_lite.train import TrainConfig, train
 
@@ -178,11 +179,6 @@ def write_cards(directory: Path, rows: list[dict]) -> None:
 
 # --- what the paper profile costs: an estimate from measured throughput -------------------------
 
-#: Embedding width of each paper backbone, for the estimate: CLIP ViT-L/14's projected embedding 768,
-#: SigLIP2 So400m's pooled embedding 1152, ViT-L/16's CLS token 1024.
-PAPER_DIMS = {"clip-vit-l-14": 768, "siglip2": 1152, "vit-l-16": 1024}
-
-
 def step_flops(d: int, n_latents: int, batch_size: int) -> float:
     """FLOPs of one dense training step: encoder and decoder products (2 x 2*B*d*N), backward twice that.
 
@@ -205,5 +201,5 @@ def paper_train_flops() -> float:
     """FLOPs of training every run of the paper profile (evaluation and embedding extraction excluded)."""
     profile, batch = PROFILE_SETTINGS["paper"], TrainConfig().batch_size
     runs_per_backbone = len(PAPER_DATASETS) * len(PAPER_KS) * len(METHODS) * len(profile.seeds)
-    return sum(runs_per_backbone * profile.steps * step_flops(d, PAPER_EXPANSION * d, batch)
-               for d in PAPER_DIMS.values())
+    dims = [BACKBONES[name].dim for name in PAPER_BACKBONES]  # 768, 1152, 1024
+    return sum(runs_per_backbone * profile.steps * step_flops(d, PAPER_EXPANSION * d, batch) for d in dims)

@@ -149,3 +149,34 @@ def test_paper_grid_from_a_complete_store_layout(tmp_path):
 def test_data_is_for_the_paper_profile_only(tmp_path, capsys):
     code, _, err = reproduce(capsys, "--profile", "quick", "--data", tmp_path, "--out", tmp_path / "out")
     assert code == 2 and "--data is for the paper profile" in err
+
+
+def test_a_card_names_the_backbone_and_preprocessing_of_a_store():
+    from sae_lite import card
+    from sae_lite.sae import SAE
+    from sae_lite.train import TrainConfig
+
+    meta = {"backbone": "clip-vit-l-14", "library": "open_clip", "arch": "ViT-L-14", "weights": "pretrained",
+            "tag": "openai", "embedding": "projected image embedding", "precision": "bf16",
+            "preprocess": "open_clip eval transform of tag 'openai'", "source": {"path": "/data/imagenet/val"}}
+    data = {"name": "/stores/imagenet-1k/clip-vit-l-14", "dataset": "val-clip-vit-l-14", "meta": meta,
+            "n_train": 80, "n_test": 20}
+    fields = card.card_fields(SAE(8, 32, 4), TrainConfig(k=4, n_latents=32), data, {"r2": 0.5})
+    assert fields["source_model"] == "clip-vit-l-14 (open_clip, ViT-L-14; pretrained weights openai)"
+    assert fields["embedding"] == "projected image embedding" and "/data/imagenet/val" in fields["dataset"]
+    assert fields["preprocessing"].startswith("open_clip eval transform") and "bf16" in fields["preprocessing"]
+    plain = card.card_fields(SAE(8, 32, 4), TrainConfig(k=4, n_latents=32), {"name": "planted"}, {})
+    assert plain["source_model"].startswith("none") and plain["dataset"] == "planted"
+
+
+def test_the_paper_cost_estimate_counts_every_run():
+    from sae_lite import reproduce
+    from sae_lite.train import TrainConfig
+
+    assert reproduce.step_flops(d=10, n_latents=20, batch_size=4) == 12 * 4 * 10 * 20
+    profile, batch = PROFILE_SETTINGS["paper"], TrainConfig().batch_size
+    runs = 2 * 3 * len(experiments.METHODS) * 3  # data sets x k x methods x seeds, per backbone
+    expected = sum(runs * profile.steps * reproduce.step_flops(d, experiments.PAPER_EXPANSION * d, batch)
+                   for d in (768, 1152, 1024))
+    assert reproduce.paper_train_flops() == pytest.approx(expected)
+    assert reproduce.measure_step_rate(d=16, n_latents=64, steps=3, device="cpu") > 0
