@@ -37,14 +37,18 @@ from sae_lite.train import TrainConfig, train
 RECIPE = ("data", "backbone", "method", "penalty", "weight", "masked", "auxk", "activation", "n_latents", "k", "seed")
 
 
-def reproduce(grid: Grid, out: str | os.PathLike) -> dict:
-    """Train (or load) every run of ``grid`` and write the outputs listed in the module docstring into ``out``."""
+def reproduce(grid: Grid, out: str | os.PathLike, progress: bool | None = None) -> dict:
+    """Train (or load) every run of ``grid`` and write the outputs listed in the module docstring into ``out``.
+
+    ``progress``: show each training's progress bar (None: as `train.train` decides). Returns a
+    summary: ``out``, ``profile``, ``runs``, ``trained`` (how many were not cached) and ``claims``.
+    """
     out = Path(out)
     configs = grid.configs()  # validates every run's settings before anything is written
     claim_out(out, grid.fingerprint())
     pending = sum(not (run_path(config, spec) / "metrics.json").is_file() for _, spec, config in configs)
     print(f"reproduce ({grid.profile.name}): {len(configs)} runs, {pending} to train", file=sys.stderr)
-    rows = grid_rows(grid)
+    rows = grid_rows(grid, progress)
     write_stability(rows)
     write_atomic(out / "results.csv", to_csv(rows))
     verdicts = write_claims(out, rows)
@@ -75,12 +79,13 @@ def claim_out(out: Path, fingerprint: dict) -> None:
     write_atomic(saved, json.dumps(fingerprint, indent=2) + "\n")
 
 
-def grid_rows(grid: Grid) -> list[dict]:
+def grid_rows(grid: Grid, progress: bool | None = None) -> list[dict]:
     """One row per run (see `experiments.run_grid`), ``data`` named by the cell's label, plus its backbone."""
     rows = []
     methods = [METHODS[name] for name in grid.methods]
     for cell in grid.cells:
-        for row in run_grid(cell.data, methods, list(cell.ks), profile=grid.profile, n_latents=cell.n_latents):
+        for row in run_grid(cell.data, methods, list(cell.ks), profile=grid.profile, progress=progress,
+                            n_latents=cell.n_latents):
             rows.append({**row, "data": cell.label, "backbone": cell.backbone, "n_latents": cell.n_latents})
     return rows
 
@@ -203,3 +208,10 @@ def paper_train_flops() -> float:
     runs_per_backbone = len(PAPER_DATASETS) * len(PAPER_KS) * len(METHODS) * len(profile.seeds)
     dims = [BACKBONES[name].dim for name in PAPER_BACKBONES]  # 768, 1152, 1024
     return sum(runs_per_backbone * profile.steps * step_flops(d, PAPER_EXPANSION * d, batch) for d in dims)
+
+
+def paper_hours(flops_per_second: float) -> float:
+    """Hours to train the paper profile at a sustained ``flops_per_second`` (an estimate: see `step_flops`)."""
+    if flops_per_second <= 0:
+        raise SaeLiteError(f"flops_per_second must be > 0, got {flops_per_second}")
+    return paper_train_flops() / flops_per_second / 3600

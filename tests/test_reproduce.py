@@ -7,6 +7,7 @@ import pytest
 from sae_lite import experiments
 from sae_lite.cli import main
 from sae_lite.data import write_store
+from sae_lite.errors import SaeLiteError
 from sae_lite.experiments import PROFILE_SETTINGS, Cell, Profile
 
 TINY = Profile("quick", steps=40, seeds=(0, 1), n_planted=1024)
@@ -180,3 +181,6 @@ def test_the_paper_cost_estimate_counts_every_run():
                    for d in (768, 1152, 1024))
     assert reproduce.paper_train_flops() == pytest.approx(expected)
     assert reproduce.measure_step_rate(d=16, n_latents=64, steps=3, device="cpu") > 0
+    assert reproduce.paper_hours(1e12) == pytest.approx(expected / 1e12 / 3600)
+    with pytest.raises(SaeLiteError, match="flops_per_second"):
+        reproduce.paper_hours(0)
