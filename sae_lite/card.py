@@ -29,6 +29,13 @@ REGULARIZERS = {
     "ratio": "L1/L2 ratio on the activations before selection",
 }
 
+#: What was done to the inputs of the built-in data sets before training (embedding stores say it in meta.json).
+PREPROCESSING = {
+    "planted": "none: synthetic inputs, used as generated (sae_lite.data.planted)",
+    "planted-signed": "none: synthetic inputs, used as generated (sae_lite.data.planted)",
+    "digits": "each pixel standardised over the data set, constant pixels set to 0 (sae_lite.data.digits)",
+}
+
 
 def _fmt(value) -> str:
     if isinstance(value, float):
@@ -48,7 +55,7 @@ def card_fields(sae: SAE, config: TrainConfig, data: dict, metrics: dict, stabil
         "split": f"{1 - data.get('test_fraction', 0.2):.0%} train / {data.get('test_fraction', 0.2):.0%} test "
                  f"(seed {data.get('split_seed', 0)}; n_train={data.get('n_train')}, n_test={data.get('n_test')})",
         "preprocessing": (f"{meta['preprocess']}; embeddings stored as computed ({meta.get('precision', 'fp32')})"
-                          if "preprocess" in meta else "none beyond the data set's own (digits: pixels standardised)"),
+                          if "preprocess" in meta else PREPROCESSING.get(data.get("name"), "none recorded")),
         "input_dim": sae.d,
         "dictionary_size": sae.n_latents,
         "k": sae.k,

@@ -78,8 +78,11 @@ print(sorted(p.name for p in out.iterdir()))"""),
 activations are kept at inference) and `probe_m{m}` (accuracy of a linear probe on the top m codes).
 Here it is summarised per data set and method as mean ± std over the seeds."""),
     ("code", """results = pd.read_csv(out / "results.csv")
-table = pd.DataFrame(summarize(results.to_dict("records"), ["r2", "ms_mean", "purity_mean", "dead", "r2_x0.5", "probe_m1"]))
-table.round(3)"""),
+metrics = ["r2", "ms_mean", "purity_mean", "dead", "r2_x0.5", "probe_m1"]
+table = pd.DataFrame([{"data": e["data"], "method": e["method"], "seeds": e["n"],
+                       **{m: f"{e[m + '_mean']:.3f} ± {e[m + '_std']:.3f}" for m in metrics}}
+                      for e in summarize(results.to_dict("records"), metrics)])
+table"""),
     ("md", """## What the paper claims / what we measured
 
 Each claim is split into parts (one metric, one pair of methods, one data set). A part supports the
@@ -149,7 +152,9 @@ print(f"paper profile: {paper_runs} runs, {reproduce.paper_train_flops():.2e} FL
 estimate = [{"where": "this CPU (measured rate)", "TFLOP/s": here / 1e12, "hours": reproduce.paper_hours(here)}]
 estimate += [{"where": f"a GPU at an assumed {t} TFLOP/s", "TFLOP/s": t, "hours": reproduce.paper_hours(t * 1e12)}
              for t in (5, 20, 50)]
-pd.DataFrame(estimate).round(3)"""),
+estimate = pd.DataFrame(estimate)
+estimate["days"] = estimate["hours"] / 24
+estimate.round(3)"""),
     ("md", """A data-centre GPU runs large dense fp32/TF32 products at tens of TFLOP/s, so the assumed rates
 bracket what to expect; the first row shows why the paper profile is not for a CPU. All rows are
 estimates, good to a factor of a few. Measure your own GPU's rate the same way

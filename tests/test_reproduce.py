@@ -168,6 +168,7 @@ def test_a_card_names_the_backbone_and_preprocessing_of_a_store():
     assert fields["preprocessing"].startswith("open_clip eval transform") and "bf16" in fields["preprocessing"]
     plain = card.card_fields(SAE(8, 32, 4), TrainConfig(k=4, n_latents=32), {"name": "planted"}, {})
     assert plain["source_model"].startswith("none") and plain["dataset"] == "planted"
+    assert plain["preprocessing"].startswith("none: synthetic")
 
 
 def test_the_paper_cost_estimate_counts_every_run():
