@@ -185,3 +185,12 @@ def test_the_paper_cost_estimate_counts_every_run():
     assert reproduce.paper_hours(1e12) == pytest.approx(expected / 1e12 / 3600)
     with pytest.raises(SaeLiteError, match="flops_per_second"):
         reproduce.paper_hours(0)
+
+
+def test_results_dir_is_named_by_the_grid(tiny):
+    from sae_lite.reproduce import results_dir
+
+    quick = experiments.grid("quick")
+    assert results_dir(quick) == results_dir(experiments.grid("quick"))
+    assert results_dir(quick).name.startswith("quick-") and results_dir(quick).parent.name == "reproduce"
+    assert results_dir(experiments.Grid(TINY, TINY_CELLS, methods=("baseline",))) != results_dir(quick)
