@@ -9,6 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+from torch import Tensor
+
+from sae_lite.metrics import feature_recovery
+from sae_lite.runs import write_atomic
 from sae_lite.sae import SAE
 from sae_lite.train import TrainConfig
 
@@ -24,6 +29,13 @@ REGULARIZERS = {
     "ratio": "L1/L2 ratio on the activations before selection",
 }
 
+#: What was done to the inputs of the built-in data sets before training (embedding stores say it in meta.json).
+PREPROCESSING = {
+    "planted": "none: synthetic inputs, used as generated (sae_lite.data.planted)",
+    "planted-signed": "none: synthetic inputs, used as generated (sae_lite.data.planted)",
+    "digits": "each pixel standardised over the data set, constant pixels set to 0 (sae_lite.data.digits)",
+}
+
 
 def _fmt(value) -> str:
     if isinstance(value, float):
@@ -35,12 +47,15 @@ def card_fields(sae: SAE, config: TrainConfig, data: dict, metrics: dict, stabil
     """Every field of the method card, JSON-serialisable."""
     meta = data.get("meta") or {}
     return {
-        "source_model": meta.get("backbone", f"none: {data.get('name')} is not a backbone embedding"),
+        "source_model": _source_model(meta, data.get("name")),
         "embedding": meta.get("embedding", "the input vectors themselves"),
-        "dataset": data.get("dataset", data.get("name")),
+        "dataset": data.get("dataset", data.get("name")) + (f" (images: {meta['source']['path']})"
+                                                             if isinstance(meta.get("source"), dict)
+                                                             and "path" in meta["source"] else ""),
         "split": f"{1 - data.get('test_fraction', 0.2):.0%} train / {data.get('test_fraction', 0.2):.0%} test "
                  f"(seed {data.get('split_seed', 0)}; n_train={data.get('n_train')}, n_test={data.get('n_test')})",
-        "preprocessing": meta.get("preprocessing", "none beyond the data set's own (digits: pixels standardised)"),
+        "preprocessing": (f"{meta['preprocess']}; embeddings stored as computed ({meta.get('precision', 'fp32')})"
+                          if "preprocess" in meta else PREPROCESSING.get(data.get("name"), "none recorded")),
         "input_dim": sae.d,
         "dictionary_size": sae.n_latents,
         "k": sae.k,
@@ -67,6 +82,15 @@ def card_fields(sae: SAE, config: TrainConfig, data: dict, metrics: dict, stabil
     }
 
 
+def _source_model(meta: dict, name: str | None) -> str:
+    """The backbone of an embedding store, with its library, architecture and weights."""
+    if "backbone" not in meta:
+        return f"none: {name} is not a backbone embedding"
+    details = ", ".join(str(meta[key]) for key in ("library", "arch") if key in meta)
+    weights = f"{meta['weights']} weights {meta.get('tag', '')}".strip() if "weights" in meta else ""
+    return f"{meta['backbone']}" + (f" ({'; '.join(filter(None, [details, weights]))})" if details or weights else "")
+
+
 def render(fields: dict) -> str:
     """The card as Markdown."""
     lines = ["# Method card", "", "| field | value |", "| --- | --- |"]
@@ -77,10 +101,29 @@ def render(fields: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_stability(seeds: list[int], metrics: list[dict], dictionaries: list[Tensor]) -> dict:
+    """How much a seeded group of runs (same recipe, different seeds) agrees, as card fields.
+
+    ``metrics``: each run's metrics.json; ``dictionaries``: each run's W_dec [N, d]. Gives the standard
+    deviation (ddof=1) over seeds of every metric all runs report, and ``dictionary_mmcs``: the mean
+    max cosine between the dictionaries of two seeds (for each ordered pair, the mean over the first
+    one's atoms of the best cosine with any atom of the second; averaged over the pairs).
+    """
+    if len(seeds) < 2 or not len(seeds) == len(metrics) == len(dictionaries):
+        raise ValueError("seed_stability needs two or more runs, with one metrics dict and dictionary each")
+    shared = [key for key in metrics[0] if all(isinstance(m.get(key), (int, float)) for m in metrics)]
+    fields: dict = {"seeds": ", ".join(map(str, seeds))}
+    fields.update({f"{key}_std": float(np.nanstd([m[key] for m in metrics], ddof=1)) for key in shared})
+    pairs = [(a, b) for a in range(len(dictionaries)) for b in range(len(dictionaries)) if a != b]
+    fields["dictionary_mmcs"] = float(np.mean([feature_recovery(dictionaries[b], dictionaries[a])["recovery_mmcs"]
+                                               for a, b in pairs]))
+    return fields
+
+
 def write_card(directory: str | Path, **kwargs) -> dict:
-    """Write ``card.md`` and ``card.json`` into ``directory``; arguments as `card_fields`."""
+    """Write ``card.md`` and ``card.json`` into ``directory`` atomically; arguments as `card_fields`."""
     fields = card_fields(**kwargs)
     directory = Path(directory)
-    (directory / "card.json").write_text(json.dumps(fields, indent=2, default=float) + "\n")
-    (directory / "card.md").write_text(render(fields))
+    write_atomic(directory / "card.json", json.dumps(fields, indent=2, default=float) + "\n")
+    write_atomic(directory / "card.md", render(fields))
     return fields

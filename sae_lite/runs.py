@@ -66,11 +66,23 @@ def atomic_dir(path: Path, write: Callable[[Path], None], overwrite: bool = Fals
     return path
 
 
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write a file whole or not at all: into a temporary file of its own, then renamed over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(content.encode() if isinstance(content, str) else content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, value) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(value, indent=2, default=float) + "\n")
 
 
 def save_run(path: str | os.PathLike, sae: SAE, config: TrainConfig, data: dict, metrics: dict,

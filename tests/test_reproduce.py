@@ -1,0 +1,196 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from sae_lite import experiments
+from sae_lite.cli import main
+from sae_lite.data import write_store
+from sae_lite.errors import SaeLiteError
+from sae_lite.experiments import PROFILE_SETTINGS, Cell, Profile
+
+TINY = Profile("quick", steps=40, seeds=(0, 1), n_planted=1024)
+TINY_CELLS = (Cell("planted", "planted", (4,), n_latents=64),)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The quick profile shrunk to 40 steps, two seeds and one planted cell, with its own cache."""
+    root = tmp_path_factory.mktemp("reproduce")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SAE_LITE_CACHE", str(root / "cache"))
+        patch.setitem(PROFILE_SETTINGS, "quick", TINY)
+        patch.setattr(experiments, "SMALL_CELLS", TINY_CELLS)
+        yield root
+
+
+@pytest.fixture(scope="module")
+def first(tiny):
+    """The summary of the first `reproduce` of the tiny grid (into tiny/results), shared by the tests."""
+    from sae_lite.reproduce import reproduce
+
+    return reproduce(experiments.grid("quick"), tiny / "results")
+
+
+def reproduce(capsys, *argv):
+    code = main(["reproduce", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch):
+    out = tiny / "results"
+    runs = len(experiments.METHODS) * 2
+    assert (first["runs"], first["trained"]) == (runs, runs)
+
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == runs
+    assert {(row["method"], row["seed"]) for row in rows} == {(m, s) for m in experiments.METHODS for s in "01"}
+    columns = rows[0].keys()
+    assert list(columns)[:3] == ["data", "backbone", "method"] and list(columns)[-1] == "path"
+    for column in ("r2", "fvu", "ms_mean", "purity_mean", "dead", "r2_half_k", "r2_double_k",
+                   "recovery_mmcs", "r2_x0.25", "r2_x4", "probe_m1", "probe_m4"):
+        assert column in columns and all(np.isfinite(float(row[column])) for row in rows), column
+    assert json.loads((out / "grid.json").read_text())["profile"]["steps"] == 40
+
+    claims = json.loads((out / "claims.json").read_text())
+    assert {c["claim"] for c in claims} == {"interpretability", "inference_k", "probing", "mask"}
+    assert all(c["data"] == "planted" and c["seeds"] == 2 and c["verdict"] in ("holds", "does not hold", "mixed")
+               for c in claims)
+    assert {f"{c['claim']} on planted" for c in claims} == set(first["claims"])
+    report = (out / "claims.md").read_text()
+    assert report.count("Verdict: **") == 4 and "ms_mean" in report and "probe_m1" in report
+    figures = sorted(path.name for path in (out / "figures").iterdir())
+    assert figures == ["planted_k4_per_method.png", "planted_k4_probe_vs_m.png", "planted_k4_r2_vs_k.png"]
+    assert all((out / "figures" / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+    monkeypatch.setattr(experiments, "train_run", no_training)
+    code, stdout, _ = reproduce(capsys, "--profile", "quick", "--out", out)
+    assert code == 0 and json.loads(stdout)["trained"] == 0
+    assert read_csv(out / "results.csv") == rows
+
+
+def test_cards_carry_every_field_and_the_seed_stability(tiny, first):
+    out = tiny / "results"
+    rows = [row for row in read_csv(out / "results.csv") if row["method"] == "ratio"]
+    cards = [json.loads((tiny / row["path"] / "card.json").read_text()) for row in rows]
+    for field in ("source_model", "embedding", "dataset", "split", "preprocessing", "dictionary_size", "k",
+                  "selection_rule", "regularizer", "weight", "mask_rule", "auxk", "reconstruction",
+                  "monosemanticity", "class_purity", "dead_latents", "k_sensitivity", "seed", "seed_stability"):
+        assert field in cards[0], field
+    assert (cards[0]["dictionary_size"], cards[0]["k"], cards[0]["weight"]) == (64, 4, experiments.WEIGHTS["ratio"])
+    stability = cards[0]["seed_stability"]
+    assert stability == cards[1]["seed_stability"] and stability["seeds"] == "0, 1"
+    r2 = [float(row["r2"]) for row in rows]
+    assert stability["r2_std"] == pytest.approx(np.std(r2, ddof=1), rel=1e-6)
+    assert 0 < stability["dictionary_mmcs"] <= 1
+    text = (out / "cards" / "planted_ratio_k4_seed1.md").read_text()
+    assert "seed stability" in text and "dictionary_mmcs" in text and "interpretable" not in text.lower()
+
+
+def test_an_out_dir_of_another_configuration_is_refused(tiny, first, capsys, monkeypatch):
+    out = tiny / "results"
+    monkeypatch.setitem(PROFILE_SETTINGS, "quick", Profile("quick", steps=50, seeds=(0, 1), n_planted=1024))
+    code, _, err = reproduce(capsys, "--profile", "quick", "--out", out)
+    assert code == 2 and "different grid configuration" in err and err.count("\n") == 1
+    foreign = tiny / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    code, _, err = reproduce(capsys, "--profile", "quick", "--out", foreign)
+    assert code == 2 and "not a reproduce directory" in err and sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def refuse_training(monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although the input was bad")
+    monkeypatch.setattr(experiments, "train_run", no_training)
+
+
+def test_paper_refuses_missing_stores_before_training(tmp_path, capsys, monkeypatch):
+    refuse_training(monkeypatch)
+    code, _, err = reproduce(capsys, "--profile", "paper", "--out", tmp_path / "out")
+    assert code == 2 and "needs --data" in err
+    code, _, err = reproduce(capsys, "--profile", "paper", "--data", tmp_path / "stores", "--out", tmp_path / "out")
+    assert code == 2 and "imagenet-1k/clip-vit-l-14" in err and "open-images-v7/vit-l-16" in err and "embed" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_paper_refuses_a_store_of_another_backbone(tmp_path, capsys, monkeypatch):
+    refuse_training(monkeypatch)
+    x = np.random.default_rng(0).standard_normal((20, 8)).astype(np.float32)
+    for dataset in experiments.PAPER_DATASETS:
+        for backbone in experiments.PAPER_BACKBONES:
+            found = "siglip2" if (dataset, backbone) == ("imagenet-1k", "vit-l-16") else backbone
+            write_store(tmp_path / "stores" / dataset / backbone, x, meta={"backbone": found})
+    code, _, err = reproduce(capsys, "--profile", "paper", "--data", tmp_path / "stores", "--out", tmp_path / "out")
+    assert code == 2 and "siglip2" in err and "vit-l-16" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_paper_grid_from_a_complete_store_layout(tmp_path):
+    x = np.random.default_rng(0).standard_normal((20, 32)).astype(np.float32)
+    for dataset in experiments.PAPER_DATASETS:
+        for backbone in experiments.PAPER_BACKBONES:
+            write_store(tmp_path / dataset / backbone, x, meta={"backbone": backbone})
+    grid = experiments.grid("paper", tmp_path)
+    assert [cell.label for cell in grid.cells][:2] == ["imagenet-1k/clip-vit-l-14", "imagenet-1k/siglip2"]
+    assert {cell.ks for cell in grid.cells} == {(32, 64, 128)} and grid.profile.seeds == (0, 1, 2)
+    assert {cell.n_latents for cell in grid.cells} == {experiments.PAPER_EXPANSION * 32}
+    assert len(grid.configs()) == 6 * 3 * len(experiments.METHODS) * 3
+
+
+def test_data_is_for_the_paper_profile_only(tmp_path, capsys):
+    code, _, err = reproduce(capsys, "--profile", "quick", "--data", tmp_path, "--out", tmp_path / "out")
+    assert code == 2 and "--data is for the paper profile" in err
+
+
+def test_a_card_names_the_backbone_and_preprocessing_of_a_store():
+    from sae_lite import card
+    from sae_lite.sae import SAE
+    from sae_lite.train import TrainConfig
+
+    meta = {"backbone": "clip-vit-l-14", "library": "open_clip", "arch": "ViT-L-14", "weights": "pretrained",
+            "tag": "openai", "embedding": "projected image embedding", "precision": "bf16",
+            "preprocess": "open_clip eval transform of tag 'openai'", "source": {"path": "/data/imagenet/val"}}
+    data = {"name": "/stores/imagenet-1k/clip-vit-l-14", "dataset": "val-clip-vit-l-14", "meta": meta,
+            "n_train": 80, "n_test": 20}
+    fields = card.card_fields(SAE(8, 32, 4), TrainConfig(k=4, n_latents=32), data, {"r2": 0.5})
+    assert fields["source_model"] == "clip-vit-l-14 (open_clip, ViT-L-14; pretrained weights openai)"
+    assert fields["embedding"] == "projected image embedding" and "/data/imagenet/val" in fields["dataset"]
+    assert fields["preprocessing"].startswith("open_clip eval transform") and "bf16" in fields["preprocessing"]
+    plain = card.card_fields(SAE(8, 32, 4), TrainConfig(k=4, n_latents=32), {"name": "planted"}, {})
+    assert plain["source_model"].startswith("none") and plain["dataset"] == "planted"
+    assert plain["preprocessing"].startswith("none: synthetic")
+
+
+def test_the_paper_cost_estimate_counts_every_run():
+    from sae_lite import reproduce
+    from sae_lite.train import TrainConfig
+
+    assert reproduce.step_flops(d=10, n_latents=20, batch_size=4) == 12 * 4 * 10 * 20
+    profile, batch = PROFILE_SETTINGS["paper"], TrainConfig().batch_size
+    runs = 2 * 3 * len(experiments.METHODS) * 3  # data sets x k x methods x seeds, per backbone
+    expected = sum(runs * profile.steps * reproduce.step_flops(d, experiments.PAPER_EXPANSION * d, batch)
+                   for d in (768, 1152, 1024))
+    assert reproduce.paper_train_flops() == pytest.approx(expected)
+    assert reproduce.measure_step_rate(d=16, n_latents=64, steps=3, device="cpu") > 0
+    assert reproduce.paper_hours(1e12) == pytest.approx(expected / 1e12 / 3600)
+    with pytest.raises(SaeLiteError, match="flops_per_second"):
+        reproduce.paper_hours(0)
+
+
+def test_results_dir_is_named_by_the_grid(tiny):
+    from sae_lite.reproduce import results_dir
+
+    quick = experiments.grid("quick")
+    assert results_dir(quick) == results_dir(experiments.grid("quick"))
+    assert results_dir(quick).name.startswith("quick-") and results_dir(quick).parent.name == "reproduce"
+    assert results_dir(experiments.Grid(TINY, TINY_CELLS, methods=("baseline",))) != results_dir(quick)
