@@ -264,3 +264,37 @@ def sweep(rows: list[dict], metrics: list[str], x: str = "weight", reference: st
         ax.legend(fontsize="x-small")
     fig.tight_layout()
     return fig
+
+
+PROX_TITLES = {"relu": "ReLU: R = ℓ1, z ≥ 0", "jumprelu": "JumpReLU: R = ℓ0, z ≥ 0",
+               "topk": "Top-k: ‖z‖₀ ≤ k, z ≥ 0", "abstopk": "AbsTopK: ‖z‖₀ ≤ k"}
+
+
+def prox_maps(lam: float = 0.5, tau: float = 1.0, span: float = 3.0):
+    """The four proximal maps of `sae_lite.prox` as scalar maps u -> z, side by side.
+
+    ReLU and JumpReLU with weight ``lam``; Top-k and AbsTopK with ``tau`` standing for the k-th
+    largest of the other coordinates (`prox.scalar_map`). The identity is drawn dotted.
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    from sae_lite.prox import scalar_map
+
+    u = torch.linspace(-span, span, 1201)
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), sharey=True)
+    for ax, name in zip(axes, PROX_TITLES):
+        z = scalar_map(u, name, lam=lam, tau=tau)
+        jumps = (z[1:] - z[:-1]).abs() > 2 * (u[1] - u[0])      # break the line where the map jumps
+        ax.plot(u, np.where(np.r_[False, jumps.numpy()], np.nan, z.numpy()), color="C0", linewidth=2)
+        ax.plot(u, u, ":", color="grey", linewidth=1)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.axvline(0, color="black", linewidth=0.5)
+        ax.set_title(PROX_TITLES[name], fontsize="medium")
+        ax.set_xlabel("u = Dᵀ(x − b)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("z = prox(u)")
+    fig.suptitle(f"one proximal step from z = 0  (λ = {lam:g}; Top-k/AbsTopK: k-th largest other |u| = {tau:g})",
+                 fontsize="small")
+    fig.tight_layout()
+    return fig
