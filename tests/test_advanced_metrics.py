@@ -1,0 +1,53 @@
+"""Measurements of chapters 7-8: signed-atom coverage, opposite atom pairs, budget tracking."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sae_lite import SaeLiteError, metrics
+from sae_lite.data import planted
+from sae_lite.sae import SAE
+
+
+def test_signed_atom_usage_counts_single_latents_and_opposite_pairs():
+    atoms = torch.eye(4)[:3]                                     # three planted atoms in 4-d
+    signed = torch.tensor([True, True, False])
+    W = torch.stack([atoms[0], -atoms[0], -atoms[1], atoms[2], torch.tensor([0.0, 0.0, 0.0, 1.0])])
+    usage = metrics.signed_atom_usage(W, atoms, signed)
+    assert usage == {"signed_atoms": 2, "latents_per_signed_atom": 1.5, "one_latent": 0.5, "pair": 0.5,
+                     "missed": 0.0}
+    assert metrics.opposite_pairs(W) == 1
+    with pytest.raises(SaeLiteError, match="signed"):
+        metrics.signed_atom_usage(W, atoms, torch.zeros(3, dtype=torch.bool))
+
+
+def test_signed_atoms_are_read_from_the_planted_codes():
+    data = planted(n=2000, d=16, n_atoms=48, n_classes=2, signed_fraction=0.5, seed=3)
+    signed = metrics.signed_atoms(data.codes)
+    assert 0 < int(signed.sum()) <= data.meta["signed_atoms"]
+    assert not metrics.signed_atoms(planted(n=500, d=16, n_atoms=48, n_classes=2).codes).any()
+
+
+def test_rank_correlation():
+    assert metrics.rank_correlation([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert metrics.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(metrics.rank_correlation([2, 2, 2], [1, 2, 3]))
+
+
+def test_budgets_are_k_hat_for_soft_and_the_l0_otherwise():
+    x = np.random.default_rng(0).standard_normal((30, 8)).astype(np.float32)
+    soft = SAE(8, 40, 4, activation="soft", k_max=10).eval()
+    k_hat = metrics.budgets(soft, x)
+    assert k_hat.shape == (30,) and (k_hat >= 1).all() and (k_hat <= 10).all()
+    assert not torch.equal(k_hat, k_hat.floor())                 # the continuous budget, not the L0
+    topk = SAE(8, 40, 4).eval()
+    assert torch.equal(metrics.budgets(topk, x), (metrics.encode_all(topk, x)[0] != 0).sum(1).double())
+
+
+def test_evaluate_reports_signed_usage_on_signed_planted_data():
+    data = planted(n=600, d=16, n_atoms=48, n_classes=2, signed_fraction=0.5, seed=4)
+    scores = metrics.evaluate(SAE(16, 64, 4, activation="abstopk").eval(), data)
+    assert {"signed_atoms", "one_latent", "pair", "opposite_pairs", "budget_rank_corr"} <= set(scores)
+    assert np.isfinite(scores["ms_mean"])
