@@ -51,3 +51,23 @@ def test_evaluate_reports_signed_usage_on_signed_planted_data():
     scores = metrics.evaluate(SAE(16, 64, 4, activation="abstopk").eval(), data)
     assert {"signed_atoms", "one_latent", "pair", "opposite_pairs", "budget_rank_corr"} <= set(scores)
     assert np.isfinite(scores["ms_mean"])
+
+
+def test_chapter_figures_and_slider_rows():
+    import matplotlib.pyplot as plt
+
+    from sae_lite import plots
+
+    rows = plots.soft_weight_rows(np.linspace(1, 0, 20), k_hats=(3, 7.5), temperatures=(0.01, 0.2))
+    for a in (0.01, 0.2):
+        total = sum(r["p"] for r in rows if r["temperature"] == a and r["method"] == "k_hat = 7.5")
+        assert total == pytest.approx(7.5, abs=1e-6)
+    prox_rows = plots.prox_rows(lams=(0.5,))
+    assert {r["method"] for r in prox_rows} == {"relu", "jumprelu", "topk", "abstopk"}
+    atoms = torch.eye(4)[:3]
+    ax = plots.signed_usage(torch.stack([atoms[0], -atoms[0]]).numpy(), atoms.numpy(), np.array([1, 0, 0], bool))
+    assert "1 of 1" in ax.get_title()
+    n_active = np.repeat(np.arange(1, 6), 10)
+    fig = plots.budget_vs_truth({"a": n_active + 0.5, "b": np.full(50, 3.0)}, n_active)
+    assert "ρ = 1.00" in fig.axes[0].get_title() and "nan" in fig.axes[1].get_title()
+    plt.close("all")
