@@ -120,6 +120,7 @@ def matched(rows: list[dict], method: str = "softsae", profile: Profile | None =
     them) and ``train_k`` the k each run was trained with.
     """
     k = matched_k(rows, method)
-    others = run_grid("planted", [METHODS["baseline"], METHODS["ratio"]], [k], profile=profile, progress=False)
+    others = run_grid("planted", [METHODS["baseline"], METHODS["ratio"]], [k], profile=profile, progress=False,
+                      probe_ms=())  # the matched comparison reads R^2, MS and purity, not the probes
     return [{**row, "train_k": row["k"], "k": k} for row in rows if row["method"] == method] + \
         [{**row, "train_k": row["k"]} for row in others]
