@@ -97,7 +97,8 @@ def soft_threshold(acts: Tensor, k_hat: Tensor, temperature: float, iters: int =
 
     Vectorised bisection (no gradient) on a bracket that provably holds the root when
     1 <= k_hat <= N - 1, then one Newton step taken with autograd on: at the root that step's
-    derivative is the implicit-function gradient dt/d(k_hat) = 1 / sum_j f_j' and likewise in acts.
+    derivative is the implicit-function gradient dt/d(k_hat) = -temperature / sum_j f_j (f = `laplace_pdf`
+    at (acts_j - t) / temperature), and likewise in acts.
     """
     with torch.no_grad():
         a, target = acts.detach(), k_hat.detach().expand(acts.shape[0])
