@@ -96,7 +96,7 @@ def rule_weight(rows: list[dict], tolerance: float = 0.005) -> float | None:
 def signed(profile: Profile | None = None) -> list[dict]:
     """Top-k and AbsTopK on ``planted-signed`` at `K`, every seed of the profile (chapter 7)."""
     return run_grid("planted-signed", [METHODS["baseline"], METHODS["abstopk"]], [K], profile=profile,
-                    progress=False)
+                    progress=False, probe_ms=())  # chapter 7 reads the dictionaries, not the probes
 
 
 def adaptive(profile: Profile | None = None) -> list[dict]:
