@@ -24,7 +24,7 @@ LABELS = {
     "u": "u = Dᵀ(x − b)", "z": "z = prox(u)", "lam": "λ (Top-k/AbsTopK: τ = √(2λ))", "rank": "rank j of the activation",
     "p": "soft weight p_j", "temperature": "temperature α", "opposite_pairs": "pairs of opposite atoms (cos < −0.9)",
     "one_latent": "signed atoms covered by one latent", "pair": "signed atoms covered by an opposite pair",
-    "budget_rank_corr": "Spearman ρ(budget, true active atoms)",
+    "budget_rank_corr": "Spearman ρ(budget, true active atoms)", "r2_at_k": "test R² at inference k'",
 }
 
 
