@@ -209,3 +209,27 @@ def show_measured(summary: dict, title: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(measured_markdown(summary, title)))
+
+
+#: The claims of chapters 7 (AbsTopK, Zhu et al. 2025) and 8 (SoftSAE, Stepien et al. 2026), judged
+#: by the same rule on the rows of `grids.signed`, `grids.adaptive` and `grids.matched`.
+EXTENSION_CLAIMS = {claim.id: claim for claim in (
+    Claim("abstopk_pairs",
+          "Top-k needs two latents with nearly opposite atoms for a signed planted atom; AbsTopK does not: "
+          "fewer opposite-atom pairs and fewer signed atoms covered by such a pair.",
+          metrics=("opposite_pairs", "pair"), direction="lower", pairs=(("abstopk", "baseline"),)),
+    Claim("abstopk_single",
+          "AbsTopK covers a signed planted atom with one latent more often than Top-k does.",
+          metrics=("one_latent",), pairs=(("abstopk", "baseline"),)),
+    Claim("softsae_budget",
+          "SoftSAE's per-input budget k_hat(x) tracks the true number of active atoms (Spearman rank "
+          "correlation), where the L0 of Top-k cannot.",
+          metrics=("budget_rank_corr",), pairs=(("softsae", "baseline"),)),
+    Claim("softsae_matched",
+          "At matched mean L0, SoftSAE reconstructs better than Top-k and Top-k + ratio.",
+          metrics=("r2",), pairs=(("softsae", "baseline"), ("softsae", "ratio"))),
+    Claim("softsae_matched_interpretability",
+          "At matched mean L0, SoftSAE's latents are more monosemantic and purer than those of Top-k and "
+          "Top-k + ratio (our question: the chapter compares all three on R^2, MS and purity).",
+          metrics=("ms_mean", "purity_mean"), pairs=(("softsae", "baseline"), ("softsae", "ratio"))),
+)}

@@ -190,6 +190,9 @@ METHODS = {method.name: method for method in (
     Method("ratio", "ratio", WEIGHTS["ratio"]),
     Method("offsupport-nomask", "offsupport", WEIGHTS["offsupport"], masked=False),
     Method("ratio-nomask", "ratio", WEIGHTS["ratio"], masked=False),
+    Method("abstopk", activation="abstopk"),        # chapter 7: signed codes
+    Method("batchtopk", activation="batchtopk"),    # the common baseline: a budget shared by the batch
+    Method("softsae", activation="soft"),           # chapter 8: a per-input budget k_hat(x)
 )}
 
 #: The mask ablation without AuxK (chapter 4): what the mask alone does to dead latents.
@@ -197,16 +200,16 @@ ABLATIONS = {f"{name}-noauxk": replace(METHODS[name], name=f"{name}-noauxk", aux
              for name in ("offsupport", "ratio", "offsupport-nomask", "ratio-nomask")}
 
 
-def planted_spec(profile: Profile | None = None) -> dict:
-    """The data spec of the planted default at the profile's size."""
-    return data_spec("planted", n=(profile or active_profile()).n_planted)
+def planted_spec(profile: Profile | None = None, name: str = "planted") -> dict:
+    """The data spec of the planted default (or ``planted-signed``) at the profile's size."""
+    return data_spec(name, n=(profile or active_profile()).n_planted)
 
 
 def grid_spec(data: str | dict, profile: Profile | None = None) -> dict:
     """The data spec a grid trains on: ``planted`` at the profile's size, other names as they are."""
     if isinstance(data, dict):
         return data
-    return planted_spec(profile) if data == "planted" else data_spec(data)
+    return planted_spec(profile, data) if data in ("planted", "planted-signed") else data_spec(data)
 
 
 def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,

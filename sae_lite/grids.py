@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from sae_lite.errors import SaeLiteError
 from sae_lite.experiments import ABLATIONS, METHODS, Profile, active_profile, run_grid
 
 #: The training budget of every single-k figure.
@@ -88,3 +89,38 @@ def rule_weight(rows: list[dict], tolerance: float = 0.005) -> float | None:
             by_weight.setdefault(row["weight"], []).append(row["r2"])
     good = [w for w, r2 in by_weight.items() if sum(r2) / len(r2) >= floor]
     return max(good) if good else None
+
+
+# --- chapters 7-8: AbsTopK, SoftSAE, BatchTopK (on planted data: the claims need its ground truth) ---
+
+def signed(profile: Profile | None = None) -> list[dict]:
+    """Top-k and AbsTopK on ``planted-signed`` at `K`, every seed of the profile (chapter 7)."""
+    return run_grid("planted-signed", [METHODS["baseline"], METHODS["abstopk"]], [K], profile=profile,
+                    progress=False, probe_ms=())  # chapter 7 reads the dictionaries, not the probes
+
+
+def adaptive(profile: Profile | None = None) -> list[dict]:
+    """SoftSAE, BatchTopK, Top-k and Top-k + ratio on ``planted`` at `K` (chapter 8)."""
+    methods = [METHODS[name] for name in ("baseline", "ratio", "softsae", "batchtopk")]
+    return run_grid("planted", methods, [K], profile=profile, progress=False)
+
+
+def matched_k(rows: list[dict], method: str = "softsae") -> int:
+    """The training k whose Top-k budget matches the mean L0 of ``method`` in ``rows`` (rounded, >= 1)."""
+    l0 = [row["l0"] for row in rows if row["method"] == method]
+    if not l0:
+        raise SaeLiteError(f"no run of {method!r} in these rows; run grids.adaptive() first")
+    return max(1, round(sum(l0) / len(l0)))
+
+
+def matched(rows: list[dict], method: str = "softsae", profile: Profile | None = None) -> list[dict]:
+    """``method`` from ``rows`` next to Top-k and Top-k + ratio trained at `matched_k` (same mean L0).
+
+    In the returned rows ``k`` is that matched budget for every method (so `claims.compare` pairs
+    them) and ``train_k`` the k each run was trained with.
+    """
+    k = matched_k(rows, method)
+    others = run_grid("planted", [METHODS["baseline"], METHODS["ratio"]], [k], profile=profile, progress=False,
+                      probe_ms=())  # the matched comparison reads R^2, MS and purity, not the probes
+    return [{**row, "train_k": row["k"], "k": k} for row in rows if row["method"] == method] + \
+        [{**row, "train_k": row["k"]} for row in others]

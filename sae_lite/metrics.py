@@ -115,10 +115,66 @@ def feature_recovery(W_dec, atoms, threshold: float = 0.9, signed: bool = True) 
     share of atoms whose best cosine exceeds ``threshold``. With ``signed=False`` |cos| counts,
     so a latent pointing opposite to an atom matches it too.
     """
-    W, A = _t(W_dec), _t(atoms)
-    cos = (A / A.norm(dim=1, keepdim=True)) @ (W / W.norm(dim=1, keepdim=True)).T
+    cos = atom_cosines(W_dec, atoms)
     best = (cos if signed else cos.abs()).max(1).values
     return {"recovery_mmcs": float(best.mean()), "recovery_matched": float((best > threshold).double().mean())}
+
+
+def atom_cosines(W_dec, atoms) -> Tensor:
+    """Cosine of every planted atom [M, d] with every decoder atom [N, d]: [M, N]."""
+    W, A = _t(W_dec), _t(atoms)
+    return (A / A.norm(dim=1, keepdim=True)) @ (W / W.norm(dim=1, keepdim=True)).T
+
+
+def signed_atoms(codes) -> Tensor:
+    """[M] bool: the planted atoms that carry a negative coefficient somewhere in ``codes`` [n, M]."""
+    return (_t(codes) < 0).any(0)
+
+
+def signed_atom_usage(W_dec, atoms, signed, threshold: float = 0.9) -> dict[str, float]:
+    """How a dictionary W_dec [N, d] covers the ``signed`` [M] bool planted atoms [M, d].
+
+    A latent matches an atom with sign + if cos > ``threshold``, with sign - if cos < -``threshold``.
+    Per signed atom: ``plus`` and ``minus`` latents. Returns ``signed_atoms`` (how many),
+    ``latents_per_signed_atom`` (mean of plus + minus), and the shares of signed atoms covered by
+    ``one_latent`` (exactly one match, either sign), by a ``pair`` (at least one match of each sign:
+    two latents with nearly opposite atoms) and ``missed`` (no match).
+    """
+    cos = atom_cosines(W_dec, atoms)[torch.as_tensor(np.asarray(signed), dtype=torch.bool)]
+    if len(cos) == 0:
+        raise SaeLiteError("no signed atom to measure; use data with signed atoms (planted-signed)")
+    plus, minus = (cos > threshold).sum(1), (cos < -threshold).sum(1)
+    share = lambda mask: float(mask.double().mean())  # noqa: E731
+    return {"signed_atoms": len(cos), "latents_per_signed_atom": float((plus + minus).double().mean()),
+            "one_latent": share(plus + minus == 1), "pair": share((plus > 0) & (minus > 0)),
+            "missed": share(plus + minus == 0)}
+
+
+def opposite_pairs(W_dec, threshold: float = -0.9) -> int:
+    """The number of pairs of decoder atoms [N, d] with cosine below ``threshold`` (nearly opposite)."""
+    cos = atom_cosines(W_dec, W_dec)
+    return int(torch.triu(cos < threshold, diagonal=1).sum())
+
+
+def rank_correlation(a, b) -> float:
+    """Spearman's rank correlation of two [n] vectors (average ranks for ties); NaN if one is constant."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b)[0])
+
+
+@torch.no_grad()
+def budgets(sae: SAE, x, batch_size: int = 4096) -> Tensor:
+    """Per-input budget [n]: SoftSAE's k_hat(x); for the other rules the L0 of the code (no k_hat)."""
+    if getattr(sae, "activation", None) != "soft":
+        return (encode_all(sae, x, batch_size=batch_size)[0] != 0).sum(1).double()
+    device = next(sae.parameters()).device
+    return torch.cat([sae.budget(sae.pre_activations(torch.as_tensor(np.asarray(x[i:i + batch_size], np.float32),
+                                                                      device=device))).cpu()
+                      for i in range(0, len(x), batch_size)]).double()
 
 
 @torch.no_grad()
@@ -172,7 +228,7 @@ def evaluate(sae: SAE, test: Dataset) -> dict[str, float]:
     dead = dead_latents(codes)
     result = {"r2": r2(test.x, x_hat), "fvu": fvu(test.x, x_hat), "nmse": nmse(test.x, x_hat),
               "l0": l0(codes), "dead_fraction": float(dead.double().mean()), "dead": int(dead.sum()),
-              "ms_mean": _nanmean(monosemanticity(codes, test.reference))}
+              "ms_mean": _nanmean(monosemanticity(codes.abs(), test.reference))}  # |codes|: AbsTopK is signed
     result["r2_half_k"] = r2(test.x, encode_all(sae, test.x, max(1, sae.k // 2))[1])
     if 2 * sae.k < sae.n_latents:
         result["r2_double_k"] = r2(test.x, encode_all(sae, test.x, 2 * sae.k)[1])
@@ -181,6 +237,12 @@ def evaluate(sae: SAE, test: Dataset) -> dict[str, float]:
         result["weighted_purity_mean"] = _nanmean(class_purity(codes, test.labels, weighted=True))
     if test.atoms is not None:
         result.update(feature_recovery(sae.W_dec.detach().cpu(), test.atoms))
+        result["opposite_pairs"] = opposite_pairs(sae.W_dec.detach().cpu())
+        if test.codes is not None and signed_atoms(test.codes).any():
+            result.update(signed_atom_usage(sae.W_dec.detach().cpu(), test.atoms, signed_atoms(test.codes)))
+    if test.n_active is not None:  # does the per-input budget (k_hat, or the L0) track the true count?
+        result["budget_rank_corr"] = rank_correlation(budgets(sae, test.x), test.n_active)
+        result["l0_rank_corr"] = rank_correlation((codes != 0).sum(1), test.n_active)
     return result
 
 

@@ -62,6 +62,12 @@ PENALTIES: dict[str, Callable[..., Tensor]] = {
     "ratio": l1_l2_ratio,
 }
 
+#: Penalties that are defined for signed rules such as AbsTopK, whose ``acts`` are |pre|: they read
+#: only the magnitudes in ``acts`` and the support. A penalty that reads the sign of the codes or of
+#: pre (e.g. one that charges only positive pre-activations) must stay out; training it with a
+#: signed rule is refused before any work.
+SIGNED_OK = frozenset({"none", "offsupport", "ratio"})
+
 
 def get(name: str) -> Callable[..., Tensor]:
     """The penalty called ``name``."""
@@ -70,7 +76,13 @@ def get(name: str) -> Callable[..., Tensor]:
     return PENALTIES[name]
 
 
-def auxk(pre: Tensor, residual: Tensor, W_dec: Tensor, dead: Tensor, k_aux: int) -> Tensor:
+def accepts_signed(name: str) -> bool:
+    """True if the penalty ``name`` may train a signed selection rule (see `SIGNED_OK`)."""
+    get(name)
+    return name in SIGNED_OK
+
+
+def auxk(pre: Tensor, residual: Tensor, W_dec: Tensor, dead: Tensor, k_aux: int, signed: bool = False) -> Tensor:
     """AuxK loss: how well the top-``k_aux`` *dead* latents reconstruct the residual.
 
     Args:
@@ -79,6 +91,7 @@ def auxk(pre: Tensor, residual: Tensor, W_dec: Tensor, dead: Tensor, k_aux: int)
         W_dec: [N, d] decoder atoms.
         dead: [N] bool, latents that have not fired for a while.
         k_aux: how many dead latents each input may use (capped by the number of dead latents).
+        signed: pick the dead latents by |pre| and keep the sign (for AbsTopK), instead of ReLU(pre).
 
     Returns the residual reconstruction error normalised by the residual's variance; 0 when no
     latent is dead.
@@ -86,8 +99,12 @@ def auxk(pre: Tensor, residual: Tensor, W_dec: Tensor, dead: Tensor, k_aux: int)
     n_dead = int(dead.sum())
     if n_dead == 0:
         return pre.new_zeros(())
-    acts = torch.relu(pre.masked_fill(~dead, float("-inf")))
-    values, index = acts.topk(min(k_aux, n_dead), dim=1, sorted=False)
+    if signed:
+        index = pre.abs().masked_fill(~dead, -1.0).topk(min(k_aux, n_dead), dim=1, sorted=False).indices
+        values = pre.gather(1, index)
+    else:
+        acts = torch.relu(pre.masked_fill(~dead, float("-inf")))
+        values, index = acts.topk(min(k_aux, n_dead), dim=1, sorted=False)
     residual_hat = torch.zeros_like(pre).scatter(1, index, values) @ W_dec
     target = residual.detach()
     variance = (target - target.mean(0)).square().sum().clamp_min(EPS)

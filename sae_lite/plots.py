@@ -23,6 +23,10 @@ LABELS = {
     "r2_at_k": "test R² at the inference k'", "step": "training step",
     "method": "method", "loss": "training loss", "penalty": "penalty", "auxk": "AuxK",
     "penalty_loss": "penalty term", "auxk_loss": "AuxK term", "variant": "variant",
+    "u": "u = Dᵀ(x − b)", "z": "z = prox(u)", "lam": "λ (Top-k/AbsTopK: τ = √(2λ))", "rank": "rank j of the activation",
+    "p": "soft weight p_j", "temperature": "temperature α", "opposite_pairs": "pairs of opposite atoms (cos < −0.9)",
+    "one_latent": "signed atoms covered by one latent", "pair": "signed atoms covered by an opposite pair",
+    "budget_rank_corr": "Spearman ρ(budget, true active atoms)",
 }
 
 
@@ -286,5 +290,124 @@ def sweep(rows: list[dict], metrics: list[str], x: str = "weight", reference: st
                 ax.axhspan(np.mean(base) - tolerance, np.mean(base), color="grey", alpha=0.2,
                            label=f"within {tolerance:g}")
         ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+PROX_TITLES = {"relu": "ReLU: R = ℓ1, z ≥ 0", "jumprelu": "JumpReLU: R = ℓ0, z ≥ 0",
+               "topk": "Top-k: ‖z‖₀ ≤ k, z ≥ 0", "abstopk": "AbsTopK: ‖z‖₀ ≤ k"}
+
+
+def prox_maps(lam: float = 0.5, tau: float = 1.0, span: float = 3.0):
+    """The four proximal maps of `sae_lite.prox` as scalar maps u -> z, side by side.
+
+    ReLU and JumpReLU with weight ``lam``; Top-k and AbsTopK with ``tau`` standing for the k-th
+    largest of the other coordinates (`prox.scalar_map`). The identity is drawn dotted.
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    from sae_lite.prox import scalar_map
+
+    u = torch.linspace(-span, span, 1201)
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), sharey=True)
+    for ax, name in zip(axes, PROX_TITLES):
+        z = scalar_map(u, name, lam=lam, tau=tau)
+        jumps = (z[1:] - z[:-1]).abs() > 2 * (u[1] - u[0])      # break the line where the map jumps
+        ax.plot(u, np.where(np.r_[False, jumps.numpy()], np.nan, z.numpy()), color="C0", linewidth=2)
+        ax.plot(u, u, ":", color="grey", linewidth=1)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.axvline(0, color="black", linewidth=0.5)
+        ax.set_title(PROX_TITLES[name], fontsize="medium")
+        ax.set_xlabel("u = Dᵀ(x − b)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("z = prox(u)")
+    fig.suptitle(f"one proximal step from z = 0  (λ = {lam:g}; Top-k/AbsTopK: k-th largest other |u| = {tau:g})",
+                 fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def prox_rows(lams: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0), span: float = 3.0) -> list[dict]:
+    """The four scalar prox maps as rows ``{method, u, z, lam}`` for a slider over ``lam``.
+
+    For Top-k and AbsTopK the slider value stands for tau = sqrt(2 lam), the k-th largest other
+    coordinate at which JumpReLU with the same lam would also cut (`prox.scalar_map`).
+    """
+    import torch
+
+    from sae_lite.prox import scalar_map
+
+    u = torch.linspace(-span, span, 241)
+    rows = []
+    for lam in lams:
+        for name in PROX_TITLES:
+            z = scalar_map(u, name, lam=lam, tau=float(np.sqrt(2 * lam)))
+            rows += [{"method": name, "u": float(a), "z": float(b), "lam": lam} for a, b in zip(u, z)]
+    return rows
+
+
+def soft_weight_rows(acts, k_hats: tuple[float, ...], temperatures: tuple[float, ...]) -> list[dict]:
+    """SoftSAE's weights p_j of one input's activations ``acts`` [N], sorted, as rows
+    ``{method: 'k_hat = ...', rank, p, temperature}`` for a slider over the temperature."""
+    import torch
+
+    from sae_lite.sparsity import laplace_cdf, soft_threshold
+
+    a = torch.as_tensor(np.sort(np.asarray(acts, dtype=np.float64))[::-1].copy())[None]
+    rows = []
+    for temperature in temperatures:
+        for k_hat in k_hats:
+            t = soft_threshold(a, torch.tensor([k_hat], dtype=a.dtype), temperature)
+            p = laplace_cdf((a - t[:, None]) / temperature)[0]
+            rows += [{"method": f"k_hat = {k_hat:g}", "rank": j + 1, "p": float(v), "temperature": temperature}
+                     for j, v in enumerate(p)]
+    return rows
+
+
+def signed_usage(W_dec: np.ndarray, atoms: np.ndarray, signed: np.ndarray, threshold: float = 0.9,
+                 ax=None, title: str | None = None):
+    """For each signed planted atom (x), how many latents match it with sign + (up) and with sign − (down)."""
+    import matplotlib.pyplot as plt
+
+    from sae_lite.metrics import atom_cosines
+
+    cos = atom_cosines(W_dec, atoms).numpy()[np.asarray(signed, dtype=bool)]
+    plus, minus = (cos > threshold).sum(1), (cos < -threshold).sum(1)
+    order = np.lexsort((-minus, -plus))
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    ax.bar(np.arange(len(cos)), plus[order], color="C0", label=f"cos > {threshold:g}")
+    ax.bar(np.arange(len(cos)), -minus[order], color="C3", label=f"cos < −{threshold:g}")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xlabel("signed planted atom (sorted)")
+    ax.set_ylabel("matching latents (− below)")
+    ax.set_title(title or f"{int(((plus > 0) & (minus > 0)).sum())} of {len(cos)} covered by an opposite pair",
+                 fontsize="medium")
+    ax.legend(fontsize="x-small")
+    ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+def budget_vs_truth(budgets: dict, n_active: np.ndarray, max_active: int = 20):
+    """One panel per model: its per-input budget (SoftSAE's k_hat, or the L0) against the true
+    number of active planted atoms, as the median and the 10-90% range per true count."""
+    import matplotlib.pyplot as plt
+
+    from sae_lite.metrics import rank_correlation
+
+    fig, axes = plt.subplots(1, len(budgets), figsize=(4.2 * len(budgets), 3.4), sharey=True, squeeze=False)
+    n_active = np.asarray(n_active)
+    for ax, (name, values) in zip(axes[0], budgets.items()):
+        values = np.asarray(values, dtype=float)
+        counts = [c for c in range(1, max_active + 1) if (n_active == c).sum() >= 5]
+        q = np.array([np.percentile(values[n_active == c], [10, 50, 90]) for c in counts])
+        ax.fill_between(counts, q[:, 0], q[:, 2], alpha=0.25, color="C0")
+        ax.plot(counts, q[:, 1], marker="o", color="C0")
+        ax.plot(counts, counts, ":", color="grey", label="y = x")
+        ax.set_title(f"{name}: Spearman ρ = {rank_correlation(values, n_active):.2f}", fontsize="medium")
+        ax.set_xlabel("true active atoms in the input")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("per-input budget (k̂ or L0)")
+    axes[0][0].legend(fontsize="x-small")
     fig.tight_layout()
     return fig

@@ -112,7 +112,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     meta = json.loads((path / "config.json").read_text())
     config = TrainConfig.from_dict(meta["train"])
     arch = meta["sae"]
-    sae = SAE(arch["d"], arch["n_latents"], arch["k"], arch.get("activation", "topk"))
+    sae = SAE(**arch)  # d, n_latents, k, activation and the rule's own settings (`SAE.config`)
     sae.load_state_dict(load_file(path / "sae.safetensors"))
     metrics_file = path / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}

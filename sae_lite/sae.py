@@ -4,6 +4,15 @@
     sel   = rule(pre, k)  ->  acts, support, codes          [B, N] each
     x_hat = codes @ W_dec + b_pre                           [B, d]
 
+Two rules carry state here. BatchTopK keeps its inference ``threshold`` (a buffer, so it is saved
+and loaded with the weights): in training mode each batch's smallest kept activation updates an
+exponential moving average (momentum `THRESHOLD_MOMENTUM`); in eval mode the codes keep every
+ReLU(pre) above it. SoftSAE has a ``budget_head``: k_hat(x) = 1 + (k_max - 1) sigmoid(w . s(x) + c) [B], where
+s(x) [B, k_max] are the k_max largest ReLU(pre) in decreasing order, detached (the head reads the
+input's activation profile, it does not shape the code); soft
+selection in training, hard top-floor(k_hat) in eval mode and while ``hard`` is set.
+For both, an explicit budget ``k`` in eval mode means "Top-k' per input" (used by k-sweeps).
+
 ``W_dec`` [N, d] holds one atom per row; this module is the one place that keeps the rows at
 unit norm (`normalize_decoder`) and removes the gradient component parallel to each atom
 (`project_decoder_grad`), as in Gao et al. (2024).
@@ -11,6 +20,7 @@ unit norm (`normalize_decoder`) and removes the gradient component parallel to e
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -26,6 +36,9 @@ class SAEOutput(NamedTuple):
     support: Tensor  # [B, N] bool, units kept by the selection rule
     codes: Tensor    # [B, N] sparse codes
     x_hat: Tensor    # [B, d] reconstruction
+    budget: Tensor | None = None  # [B] SoftSAE's per-input budget k_hat; None for the other rules
+
+THRESHOLD_MOMENTUM = 0.99  # BatchTopK: weight of the old threshold in the moving average
 
 
 class SAE(nn.Module):
@@ -37,15 +50,28 @@ class SAE(nn.Module):
         k: the training budget (latents kept per input).
         activation: the selection rule's name in `sae_lite.sparsity.SELECTIONS`.
         seed: seeds the initialisation (decoder rows ~ N(0, I), normalised; encoder = decoder^T).
+        k_max: SoftSAE only: the largest per-input budget (default min(2k, n_latents - 1)).
+        temperature: SoftSAE only: the scale of the Laplace CDF in the soft top-k.
     """
 
-    def __init__(self, d: int, n_latents: int, k: int, activation: str = "topk", seed: int = 0) -> None:
+    def __init__(self, d: int, n_latents: int, k: int, activation: str = "topk", seed: int = 0,
+                 k_max: int | None = None, temperature: float = 0.05) -> None:
         super().__init__()
         if n_latents < 1 or d < 1:
             raise SaeLiteError(f"d and n_latents must be >= 1, got d={d}, n_latents={n_latents}")
         sparsity.check_k(k, n_latents)
         self.rule = sparsity.get(activation)
         self.d, self.n_latents, self.k, self.activation = d, n_latents, k, activation
+        self.hard = False  # SoftSAE: hard top-floor(k_hat) also in training (the trainer's last phase)
+        if activation == "batchtopk":
+            self.register_buffer("threshold", torch.tensor(-1.0))  # < 0: not estimated yet
+        if activation == "soft":
+            self.k_max = min(2 * k, n_latents - 1) if k_max is None else k_max
+            self.temperature = temperature
+            sparsity.check_soft(k, self.k_max, temperature, n_latents)
+            self.budget_head = nn.Linear(self.k_max, 1)
+            nn.init.zeros_(self.budget_head.weight)
+            nn.init.constant_(self.budget_head.bias, _logit((k - 0.5) / (self.k_max - 1)) if self.k_max > 1 else 0.0)
         atoms = torch.randn(n_latents, d, generator=torch.Generator().manual_seed(seed))
         atoms /= atoms.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(atoms)
@@ -58,10 +84,41 @@ class SAE(nn.Module):
         return (x - self.b_pre) @ self.W_enc.T + self.b_enc
 
     def encode(self, x: Tensor, k: int | None = None) -> sparsity.Selection:
-        """Select latents for ``x`` [B, d] with budget ``k`` (default: the training k)."""
-        k = self.k if k is None else k
-        sparsity.check_k(k, self.n_latents)
-        return self.rule(self.pre_activations(x), k)
+        """Select latents for ``x`` [B, d] with budget ``k`` (default: the rule's own budget)."""
+        if k is not None:
+            sparsity.check_k(k, self.n_latents)
+        return self.select(self.pre_activations(x), k)[0]
+
+    def select(self, pre: Tensor, k: int | None = None) -> tuple[sparsity.Selection, Tensor | None]:
+        """Apply the selection rule to ``pre`` [B, N]; also returns SoftSAE's budgets k_hat [B] (else None)."""
+        if self.activation in ("batchtopk", "soft") and k is not None and not self.training:
+            return sparsity.topk(pre, k), None
+        if self.activation == "batchtopk":
+            return self._batchtopk(pre, self.k if k is None else k), None
+        if self.activation == "soft":
+            budget = self.budget(pre)
+            return sparsity.soft(pre, budget, self.temperature, hard=self.hard or not self.training), budget
+        return self.rule(pre, self.k if k is None else k), None
+
+    def budget(self, pre: Tensor) -> Tensor:
+        """SoftSAE's per-input budget k_hat in [1, k_max]: [B, N] pre-activations -> [B]."""
+        profile = torch.relu(pre).detach().topk(self.k_max, dim=1).values  # [B, k_max], descending
+        logit = self.budget_head(profile).squeeze(1)
+        return 1 + (self.k_max - 1) * torch.sigmoid(logit)
+
+    def _batchtopk(self, pre: Tensor, k: int) -> sparsity.Selection:
+        if not self.training:
+            if self.threshold < 0:
+                raise SaeLiteError("this BatchTopK SAE has no inference threshold yet; train it first "
+                                   "(or pass an explicit k for per-input Top-k)")
+            return sparsity.batchtopk(pre, k, threshold=self.threshold)
+        selection = sparsity.batchtopk(pre, k)
+        smallest = sparsity.batch_threshold(selection)
+        if smallest is not None:
+            with torch.no_grad():
+                old = self.threshold
+                self.threshold.copy_(smallest if old < 0 else THRESHOLD_MOMENTUM * old + (1 - THRESHOLD_MOMENTUM) * smallest)
+        return selection
 
     def decode(self, codes: Tensor) -> Tensor:
         """[B, N] -> [B, d]."""
@@ -72,8 +129,8 @@ class SAE(nn.Module):
         if x.ndim != 2 or x.shape[1] != self.d:
             raise SaeLiteError(f"expected inputs of shape [B, {self.d}], got {tuple(x.shape)}")
         pre = self.pre_activations(x)
-        sel = self.rule(pre, self.k if k is None else k)
-        return SAEOutput(pre, sel.acts, sel.support, sel.codes, self.decode(sel.codes))
+        sel, budget = self.select(pre, k)
+        return SAEOutput(pre, sel.acts, sel.support, sel.codes, self.decode(sel.codes), budget)
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
@@ -99,7 +156,15 @@ class SAE(nn.Module):
 
     def config(self) -> dict:
         """What it takes to rebuild this SAE's architecture."""
-        return {"d": self.d, "n_latents": self.n_latents, "k": self.k, "activation": self.activation}
+        config = {"d": self.d, "n_latents": self.n_latents, "k": self.k, "activation": self.activation}
+        if self.activation == "soft":
+            config.update(k_max=self.k_max, temperature=self.temperature)
+        return config
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
 
 
 def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-6) -> Tensor:

@@ -3,6 +3,7 @@
 The loss of one batch is
 
     loss = FVU_batch(x, x_hat) + weight * penalty(acts, support, masked) + auxk_alpha * AuxK
+           [+ soft_target_weight * softplus(mean_b k_hat_b - k)   for SoftSAE]
 
 with FVU_batch = sum ||x - x_hat||^2 / sum ||x - mean_batch(x)||^2 (scale-free, so a penalty
 weight transfers across data sets of different norms). After each backward pass the decoder
@@ -55,6 +56,10 @@ class TrainConfig:
     device: str = _doc("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     b_pre_init: str = _doc("geometric_median", "how b_pre is set from data: geometric_median or mean")
     log_every: int = _doc(50, "steps between two rows of the training history")
+    k_max: int | None = _doc(None, "soft: the largest per-input budget k_hat (default min(2k, n_latents - 1))")
+    soft_temperature: float = _doc(0.05, "soft: scale of the Laplace CDF in the soft top-k (> 0)")
+    soft_target_weight: float = _doc(0.1, "soft: weight of softplus(mean k_hat - k) in the loss")
+    hard_fraction: float = _doc(0.2, "soft: fraction of the steps, at the end, trained with hard top-floor(k_hat)")
 
     def __post_init__(self) -> None:
         if self.n_latents < 1:
@@ -62,6 +67,15 @@ class TrainConfig:
         sparsity.check_k(self.k, self.n_latents)
         sparsity.get(self.activation)
         penalties.get(self.penalty)
+        if sparsity.is_signed(self.activation) and not penalties.accepts_signed(self.penalty):
+            raise SaeLiteError(f"penalty {self.penalty!r} is defined only for non-negative activations and cannot "
+                               f"train activation {self.activation!r}; use one of {', '.join(sorted(penalties.SIGNED_OK))}")
+        sparsity.check_soft(self.k, self.soft_k_max, self.soft_temperature, self.n_latents)
+        for name in ("soft_target_weight", "hard_fraction"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise SaeLiteError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.hard_fraction > 1:
+            raise SaeLiteError(f"hard_fraction must lie in [0, 1], got {self.hard_fraction}")
         if not self.weight >= 0 or not math.isfinite(self.weight):
             raise SaeLiteError(f"weight must be a finite number >= 0, got {self.weight}")
         if self.penalty == "none" and self.weight > 0:
@@ -75,6 +89,17 @@ class TrainConfig:
             raise SaeLiteError(f"k_aux must be >= 1, got {self.k_aux}")
         if self.b_pre_init not in ("geometric_median", "mean"):
             raise SaeLiteError(f"b_pre_init must be 'geometric_median' or 'mean', got {self.b_pre_init!r}")
+
+    @property
+    def soft_k_max(self) -> int:
+        """SoftSAE's k_max, its default filled in."""
+        return min(2 * self.k, self.n_latents - 1) if self.k_max is None else self.k_max
+
+    def sae_options(self) -> dict:
+        """The selection rule's own settings, passed to `SAE` (none for most rules)."""
+        if self.activation != "soft":
+            return {}
+        return {"k_max": self.soft_k_max, "temperature": self.soft_temperature}
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -145,8 +170,11 @@ def loss_terms(sae: SAE, x: Tensor, config: TrainConfig, dead: Tensor) -> dict[s
     penalty = penalties.get(config.penalty)(out.acts, out.support, config.masked)
     aux = x.new_zeros(())
     if config.auxk:
-        aux = penalties.auxk(out.pre, residual, sae.W_dec, dead, config.k_aux or max(1, sae.d // 2))
+        aux = penalties.auxk(out.pre, residual, sae.W_dec, dead, config.k_aux or max(1, sae.d // 2),
+                             signed=sparsity.is_signed(config.activation))
     loss = fvu + config.weight * penalty + config.auxk_alpha * aux
+    if out.budget is not None:  # SoftSAE: a soft ceiling on the mean budget
+        loss = loss + config.soft_target_weight * torch.nn.functional.softplus(out.budget.mean() - config.k)
     return {"loss": loss, "fvu": fvu, "penalty": penalty, "auxk": aux, "out": out}
 
 
@@ -166,7 +194,8 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
         raise SaeLiteError(f"nothing to resume in {checkpoint}; train without --resume first")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    sae = SAE(dataset.d, config.n_latents, config.k, config.activation, seed=config.seed).to(device)
+    sae = SAE(dataset.d, config.n_latents, config.k, config.activation, seed=config.seed,
+              **config.sae_options()).to(device)
     sample = batch_indices(dataset.n, min(dataset.n, 4096), config.seed, 0)
     sae.init_b_pre(torch.as_tensor(np.asarray(dataset.x[sample], np.float32), device=device), config.b_pre_init)
     optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr)
@@ -180,6 +209,7 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = _progress_bar(range(start, end), config.steps, start, progress)
     for step in bar:
+        sae.hard = step >= (1 - config.hard_fraction) * config.steps  # only SoftSAE reads it
         dead = since_fired >= config.dead_after
         terms = loss_terms(sae, batches(step), config, dead)
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,169 @@
+"""AbsTopK, BatchTopK and SoftSAE: the selection rules, their SAE state and their bad inputs."""
+
+import pytest
+import torch
+
+from sae_lite import SaeLiteError, runs, sparsity
+from sae_lite.cli import main as cli_main
+from sae_lite.sae import SAE
+from sae_lite.train import TrainConfig, train
+
+
+def test_abstopk_keeps_k_largest_magnitudes_with_their_sign():
+    pre = torch.randn(16, 40, generator=torch.Generator().manual_seed(0))
+    sel = sparsity.abstopk(pre, 5)
+    assert sel.support.sum(1).eq(5).all()
+    assert torch.equal(sel.acts, pre.abs())
+    assert torch.equal(sel.codes, pre * sel.support)            # the sign is kept, no ReLU
+    assert (sel.codes < 0).any()
+    kept_min = torch.where(sel.support, sel.acts, torch.inf).min(1).values
+    dropped_max = torch.where(sel.support, -torch.inf, sel.acts).max(1).values
+    assert (kept_min >= dropped_max).all()
+
+
+def test_abstopk_sae_reconstructs_a_negative_direction_with_one_latent():
+    sae = SAE(d=4, n_latents=8, k=1, activation="abstopk")
+    with torch.no_grad():
+        sae.b_pre.zero_(), sae.b_enc.zero_()
+    x = -3 * sae.W_dec[2:3].detach()                              # one atom with a negative coefficient
+    out = sae(x)
+    assert out.support[0].nonzero().flatten().tolist() == [2]
+    assert out.codes[0, 2] < 0
+    assert torch.allclose(out.x_hat, x, atol=1e-5)
+
+
+def test_batchtopk_keeps_batch_times_k_units_in_training():
+    pre = torch.randn(8, 30, generator=torch.Generator().manual_seed(1)) + 3   # all positive
+    sel = sparsity.batchtopk(pre, 4)
+    assert int(sel.support.sum()) == 8 * 4
+    assert sel.support.sum(1).ne(4).any()                         # rows share the budget
+    threshold = sparsity.batch_threshold(sel)
+    assert torch.equal(sel.support, sel.acts >= threshold)
+
+
+def test_batchtopk_eval_uses_the_threshold_and_save_load_keeps_it(tmp_path, small_planted):
+    config = TrainConfig(k=4, n_latents=64, steps=30, batch_size=256, activation="batchtopk", log_every=10)
+    sae, history = train(config, small_planted, progress=False)
+    threshold = float(sae.threshold)
+    assert threshold > 0
+    x = torch.as_tensor(small_planted.x[:200])
+    with torch.no_grad():
+        out = sae(x)
+        assert torch.equal(out.support, torch.relu(out.pre) > threshold)
+        alone = sae(x[:1])                                        # an input's code does not depend on its batch
+        assert torch.allclose(alone.codes, out.codes[:1], atol=1e-6)
+        assert sae(x, k=3).support.sum(1).eq(3).all()             # an explicit k' means per-input Top-k'
+    runs.save_run(tmp_path / "run", sae, config, {"name": "planted"}, {}, history)
+    loaded = runs.load_run(tmp_path / "run").sae
+    assert float(loaded.threshold) == threshold
+    with torch.no_grad():
+        assert torch.equal(loaded(x).support, out.support)
+
+
+def test_batchtopk_without_a_threshold_refuses_eval():
+    sae = SAE(d=4, n_latents=8, k=2, activation="batchtopk").eval()
+    with pytest.raises(SaeLiteError, match="threshold"):
+        sae(torch.randn(3, 4))
+
+
+def test_soft_topk_weights_sum_to_k_hat_per_row():
+    pre = torch.randn(6, 50, dtype=torch.double, generator=torch.Generator().manual_seed(2))
+    k_hat = torch.tensor([1.0, 2.5, 7.3, 10.0, 20.2, 48.9], dtype=torch.double)
+    for temperature in (0.01, 0.1, 1.0):
+        t = sparsity.soft_threshold(torch.relu(pre), k_hat, temperature)
+        weights = sparsity.laplace_cdf((torch.relu(pre) - t[:, None]) / temperature)
+        assert torch.allclose(weights.sum(1), k_hat, atol=1e-6)
+
+
+def test_soft_topk_is_differentiable_in_k_hat():
+    pre = torch.randn(3, 20, dtype=torch.double, generator=torch.Generator().manual_seed(3)).abs()
+    k_hat = torch.tensor([3.2, 5.7, 9.1], dtype=torch.double, requires_grad=True)
+    codes = lambda k: sparsity.soft(pre, k, temperature=0.3).codes  # noqa: E731
+    assert torch.autograd.gradcheck(codes, (k_hat,), eps=1e-6, atol=1e-5)
+    codes(k_hat).sum().backward()
+    assert (k_hat.grad > 0).all()                                # a larger budget lets more through
+
+
+def test_soft_hard_mode_keeps_floor_k_hat_and_passes_gradient_to_k_hat():
+    pre = torch.randn(4, 30, generator=torch.Generator().manual_seed(4)).abs()
+    k_hat = torch.tensor([1.0, 3.9, 6.5, 12.0], requires_grad=True)
+    sel = sparsity.soft(pre, k_hat, temperature=0.1, hard=True)
+    assert sel.support.sum(1).tolist() == [1, 3, 6, 12]
+    assert torch.equal(sel.codes.detach(), pre * sel.support)
+    sel.codes.sum().backward()
+    assert k_hat.grad.abs().sum() > 0
+
+
+def test_soft_sae_budget_in_range_and_hard_at_inference():
+    sae = SAE(d=8, n_latents=40, k=4, activation="soft", k_max=10)
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(5))
+    out = sae(x)
+    assert out.budget.shape == (16,) and (out.budget >= 1).all() and (out.budget <= 10).all()
+    out.x_hat.square().sum().backward()
+    assert sae.budget_head.bias.grad is not None and sae.budget_head.bias.grad.abs() > 0
+    sae.eval()
+    with torch.no_grad():
+        out = sae(x)
+    assert torch.equal(out.support.sum(1), out.budget.floor().long())
+
+
+def test_soft_sae_trains_and_its_settings_survive_save_load(tmp_path, small_planted):
+    config = TrainConfig(k=4, n_latents=64, steps=20, batch_size=128, activation="soft", k_max=8,
+                         soft_temperature=0.1, hard_fraction=0.5, log_every=10)
+    sae, history = train(config, small_planted, progress=False)
+    assert all(torch.isfinite(torch.tensor(history["loss"])))
+    runs.save_run(tmp_path / "run", sae, config, {"name": "planted"}, {}, history)
+    loaded = runs.load_run(tmp_path / "run").sae
+    assert (loaded.k_max, loaded.temperature) == (8, 0.1)
+    x = torch.as_tensor(small_planted.x[:50])
+    with torch.no_grad():
+        assert torch.equal(loaded(x).codes, sae(x).codes)
+
+
+@pytest.mark.parametrize("rule", ["topk", "abstopk", "batchtopk", "soft"])
+def test_no_nan_on_zero_inputs_and_k_next_to_n(rule):
+    n = 12
+    pre = torch.zeros(3, n, requires_grad=True)
+    k = n - 1
+    sel = sparsity.soft(pre, torch.full((3,), float(k)), 0.05) if rule == "soft" else sparsity.get(rule)(pre, k)
+    assert torch.isfinite(sel.codes).all()
+    sel.codes.sum().backward()
+    assert torch.isfinite(pre.grad).all()
+    sae = SAE(d=5, n_latents=n, k=k, activation=rule)
+    out = sae(torch.zeros(2, 5))
+    out.x_hat.sum().backward()
+    assert torch.isfinite(out.x_hat).all()
+    assert all(torch.isfinite(p.grad).all() for p in sae.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"activation": "relu"}, "activation"),
+    ({"activation": "soft", "k": 8, "k_max": 4}, "k_max"),
+    ({"activation": "soft", "soft_temperature": 0.0}, "temperature"),
+    ({"activation": "soft", "soft_temperature": -1.0}, "temperature"),
+    ({"activation": "soft", "hard_fraction": 1.5}, "hard_fraction"),
+    ({"activation": "soft", "soft_target_weight": -0.1}, "soft_target_weight"),
+])
+def test_bad_settings_are_refused_before_training(settings, message):
+    with pytest.raises(SaeLiteError, match=message):
+        TrainConfig(**{"k": 4, "n_latents": 64, **settings})
+
+
+def test_abstopk_refuses_a_penalty_defined_only_for_non_negative_activations(monkeypatch):
+    from sae_lite import penalties
+
+    monkeypatch.setitem(penalties.PENALTIES, "positive-only", penalties.off_support_l1)
+    with pytest.raises(SaeLiteError, match="non-negative"):
+        TrainConfig(k=4, n_latents=64, activation="abstopk", penalty="positive-only", weight=0.1)
+    TrainConfig(k=4, n_latents=64, activation="topk", penalty="positive-only", weight=0.1)
+    TrainConfig(k=4, n_latents=64, activation="abstopk", penalty="ratio", weight=0.1)
+
+
+def test_cli_selects_the_rule_and_refuses_an_unknown_one(tmp_path, capsys):
+    assert cli_main(["train", "--data", "planted", "--k", "4", "--latents", "32", "--steps", "5",
+                     "--activation", "abstopk", "--out", str(tmp_path / "run")]) == 0
+    assert runs.load_run(tmp_path / "run").sae.activation == "abstopk"
+    assert cli_main(["train", "--data", "planted", "--k", "4", "--activation", "relu",
+                     "--out", str(tmp_path / "bad")]) == 2
+    assert "activation" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
