@@ -53,6 +53,7 @@ class TrainConfig:
     steps: int = _doc(3000, "optimisation steps")
     seed: int = _doc(0, "seeds the initialisation and the order of the batches")
     device: str = _doc("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    backend: str = _doc("dense", "dense (the readable reference) or sparse (sae_lite.kernels: same loss, work in k)")
     b_pre_init: str = _doc("geometric_median", "how b_pre is set from data: geometric_median or mean")
     log_every: int = _doc(50, "steps between two rows of the training history")
 
@@ -73,6 +74,12 @@ class TrainConfig:
             raise SaeLiteError(f"warmdown must lie in [0, 1], got {self.warmdown}")
         if self.k_aux is not None and self.k_aux < 1:
             raise SaeLiteError(f"k_aux must be >= 1, got {self.k_aux}")
+        if self.backend not in ("dense", "sparse"):
+            raise SaeLiteError(f"backend must be 'dense' or 'sparse', got {self.backend!r}")
+        if self.backend == "sparse":
+            from sae_lite import kernels
+
+            kernels.check(self)
         if self.b_pre_init not in ("geometric_median", "mean"):
             raise SaeLiteError(f"b_pre_init must be 'geometric_median' or 'mean', got {self.b_pre_init!r}")
 
@@ -138,7 +145,12 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def loss_terms(sae: SAE, x: Tensor, config: TrainConfig, dead: Tensor) -> dict[str, Tensor]:
-    """The loss of one batch ``x`` [B, d] and its parts (fvu, penalty, auxk, loss) plus the output."""
+    """The loss of one batch ``x`` [B, d] and its parts (fvu, penalty, auxk, loss), the units that
+    fired [N] and the mean L0; the dense backend adds the `SAEOutput` as ``out``."""
+    if config.backend == "sparse":
+        from sae_lite import kernels
+
+        return kernels.loss_terms(sae, x, config, dead)
     out = sae(x)
     residual = x - out.x_hat
     fvu = residual.square().sum() / (x - x.mean(0)).square().sum().clamp_min(1e-12)
@@ -147,7 +159,29 @@ def loss_terms(sae: SAE, x: Tensor, config: TrainConfig, dead: Tensor) -> dict[s
     if config.auxk:
         aux = penalties.auxk(out.pre, residual, sae.W_dec, dead, config.k_aux or max(1, sae.d // 2))
     loss = fvu + config.weight * penalty + config.auxk_alpha * aux
-    return {"loss": loss, "fvu": fvu, "penalty": penalty, "auxk": aux, "out": out}
+    on = out.codes.detach() != 0
+    return {"loss": loss, "fvu": fvu, "penalty": penalty, "auxk": aux, "out": out, "fired": on.any(0),
+            "l0": on.sum(1).float().mean()}
+
+
+def make_optimizer(sae: SAE, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam; fused (one kernel for all parameters) on CPU and CUDA, where PyTorch has it."""
+    fused = sae.W_dec.device.type in ("cpu", "cuda")
+    return torch.optim.Adam(sae.parameters(), lr=config.lr, fused=fused)
+
+
+def train_step(sae: SAE, optimizer: torch.optim.Optimizer, x: Tensor, config: TrainConfig, dead: Tensor,
+               lr: float, loss_terms=loss_terms) -> dict[str, Tensor]:
+    """One optimisation step on ``x`` [B, d]: loss, backward, decoder-gradient projection, Adam, renormalisation."""
+    terms = loss_terms(sae, x, config, dead)
+    optimizer.zero_grad(set_to_none=True)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    terms["loss"].backward()
+    sae.project_decoder_grad()
+    optimizer.step()
+    sae.normalize_decoder()
+    return terms
 
 
 def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLike | None = None,
@@ -169,7 +203,7 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     sae = SAE(dataset.d, config.n_latents, config.k, config.activation, seed=config.seed).to(device)
     sample = batch_indices(dataset.n, min(dataset.n, 4096), config.seed, 0)
     sae.init_b_pre(torch.as_tensor(np.asarray(dataset.x[sample], np.float32), device=device), config.b_pre_init)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr)
+    optimizer = make_optimizer(sae, config)
     since_fired = torch.zeros(config.n_latents, dtype=torch.long, device=device)
     history: dict[str, list[float]] = {key: [] for key in ("step", "loss", "fvu", "penalty", "auxk", "l0", "dead")}
     start = 0
@@ -181,22 +215,13 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     bar = _progress_bar(range(start, end), config.steps, start, progress)
     for step in bar:
         dead = since_fired >= config.dead_after
-        terms = loss_terms(sae, batches(step), config, dead)
-        optimizer.zero_grad(set_to_none=True)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
-        terms["loss"].backward()
-        sae.project_decoder_grad()
-        optimizer.step()
-        sae.normalize_decoder()
-
-        codes = terms["out"].codes.detach()
-        since_fired += codes.shape[0]
-        since_fired[(codes != 0).any(0)] = 0
+        x = batches(step)
+        terms = train_step(sae, optimizer, x, config, dead, learning_rate(config, step))
+        since_fired += x.shape[0]
+        since_fired[terms["fired"]] = 0
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            row = {key: float(terms[key].detach()) for key in ("loss", "fvu", "penalty", "auxk")}
-            row.update(step=step + 1, l0=float((codes != 0).sum(1).float().mean()),
-                       dead=int((since_fired >= config.dead_after).sum()))
+            row = {key: float(terms[key].detach()) for key in ("loss", "fvu", "penalty", "auxk", "l0")}
+            row.update(step=step + 1, dead=int((since_fired >= config.dead_after).sum()))
             for key, value in row.items():
                 history[key].append(value)
             if hasattr(bar, "set_postfix"):
