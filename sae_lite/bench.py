@@ -9,7 +9,7 @@ For each size (d, N, k, B) it times, in one process on one device, after warm-up
   projection, Adam, renormalisation) with the sparse backend for the baseline (``base``), off-support
   L1 (``off``) and the ratio (``ratio``, masked; weight 0.01, AuxK off), and the baseline with AuxK
   on (``auxk``: a quarter of the latents dead, k_aux = d // 2);
-- ``dense``: the baseline step with the dense reference backend;
+- ``dense`` (with ``--dense``): the baseline step with the dense reference backend;
 - ``peer``: overcomplete's ``TopKSAE`` step, in its own environment (``scripts/bench_env.sh``).
 
 It ends with one line per size: ``size=d768_n16384_k64 base/bound=... off/bound=... ratio/bound=...
@@ -42,8 +42,8 @@ VARIANTS = {
     "off": dict(penalty="offsupport", weight=0.01),
     "ratio": dict(penalty="ratio", weight=0.01),
     "auxk": dict(auxk=True),
-    "dense": dict(backend="dense"),
 }
+DENSE = {"dense": dict(backend="dense")}
 PEER_PYTHON = Path(__file__).resolve().parents[1] / ".venv-bench" / "bin" / "python"
 
 
@@ -68,8 +68,8 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def ours(size: Size, device: torch.device, repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Step times (s) of the bound and of every variant, interleaved round-robin."""
+def ours(size: Size, device: torch.device, repeats: int, warmup: int, dense: bool = False) -> dict[str, list[float]]:
+    """Step times (s) of the bound and of every variant (and the dense reference), interleaved round-robin."""
     sae = SAE(size.d, size.n, size.k).to(device)
     base = TrainConfig(k=size.k, n_latents=size.n, batch_size=size.batch, auxk=False, backend="sparse")
     optimizer = make_optimizer(sae, base)
@@ -81,7 +81,7 @@ def ours(size: Size, device: torch.device, repeats: int, warmup: int) -> dict[st
             (x - sae.b_pre) @ sae.W_enc.T
 
     runs = {"bound": bound}
-    for name, change in VARIANTS.items():
+    for name, change in {**VARIANTS, **(DENSE if dense else {})}.items():
         config = replace(base, **change)
         runs[name] = lambda config=config: train_step(sae, optimizer, x, config, dead, config.lr)
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -117,11 +117,12 @@ def summary(size: Size, medians: dict[str, float]) -> str:
     return " ".join(parts + [f"vs_peer={vs_peer}"])
 
 
-def run(sizes: list[Size], device: torch.device, repeats: int, warmup: int, peer_python: Path | None) -> list[str]:
+def run(sizes: list[Size], device: torch.device, repeats: int, warmup: int, peer_python: Path | None,
+        dense: bool = False) -> list[str]:
     """Benchmark every size, print its table, and return the summary lines."""
     lines = []
     for size in sizes:
-        times = ours(size, device, repeats, warmup)
+        times = ours(size, device, repeats, warmup, dense)
         peer_name = "peer"
         if peer_python is not None:
             found = peer(size, device, repeats, warmup, peer_python)
@@ -158,6 +159,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (the median is reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    parser.add_argument("--dense", action="store_true", help="also time the dense reference backend (slow)")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA")
     parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON, help="the peer environment's python")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer")
@@ -169,7 +171,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     sizes = args.sizes or [Size(*size) for size in SIZES]
-    run(sizes, device, args.repeats, args.warmup, None if args.no_peer else args.peer_python)
+    run(sizes, device, args.repeats, args.warmup, None if args.no_peer else args.peer_python, args.dense)
     return 0
 
 
