@@ -90,9 +90,11 @@ class Dataset:
 
 
 def check_finite(x: np.ndarray, name: str, chunk: int = 1 << 16) -> None:
-    """Raise if ``x`` holds NaN or Inf; reads a memory map in chunks, never all at once."""
+    """Raise if ``x`` holds NaN or Inf; reads a memory map in chunks (file reads), never all at once."""
+    from sae_lite.stream import read_rows
+
     for start in range(0, x.shape[0], chunk):
-        block = np.asarray(x[start:start + chunk])
+        block = read_rows(x, start, min(start + chunk, x.shape[0])) if isinstance(x, np.memmap) else x[start:start + chunk]
         if not np.isfinite(block).all():
             row = start + int(np.argwhere(~np.isfinite(block))[0][0])
             raise SaeLiteError(f"{name} holds NaN or Inf (first at row {row}); clean or drop those rows first")

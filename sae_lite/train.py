@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from sae_lite import penalties, sparsity
+from sae_lite import penalties, sparsity, stream
 from sae_lite.data import Dataset
 from sae_lite.errors import SaeLiteError
 from sae_lite.sae import SAE
@@ -124,18 +124,26 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 
 
 class Batches:
-    """Fetches batch ``step`` of a dataset onto ``device``; an in-memory dataset is moved there once."""
+    """Fetches batch ``step`` of a dataset onto ``device``; an in-memory dataset is moved there once,
+    a memory-mapped store is streamed in shuffled chunks (`sae_lite.stream`).
 
-    def __init__(self, x: np.ndarray, batch_size: int, seed: int, device: torch.device) -> None:
+    ``shard`` = (rank, world): under torchrun each process takes its slice of every global batch.
+    """
+
+    def __init__(self, x: np.ndarray, batch_size: int, seed: int, device: torch.device,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.n, self.batch_size, self.seed, self.device = x.shape[0], min(batch_size, x.shape[0]), seed, device
-        self.on_device = None if isinstance(x, np.memmap) else torch.as_tensor(np.asarray(x, np.float32), device=device)
-        self.x = x
+        self.streamed = isinstance(x, np.memmap)
+        self.on_device = None if self.streamed else torch.as_tensor(np.asarray(x, np.float32), device=device)
+        self.x = stream.ChunkedBatches(x, batch_size, seed) if self.streamed else x
+        rank, world = shard
+        self.part = slice(rank * self.batch_size // world, (rank + 1) * self.batch_size // world)
 
     def __call__(self, step: int) -> Tensor:
-        index = batch_indices(self.n, self.batch_size, self.seed, step)
-        if self.on_device is not None:
-            return self.on_device[torch.as_tensor(index, device=self.device)]
-        return torch.as_tensor(np.asarray(self.x[index], np.float32)).to(self.device, non_blocking=True)
+        if self.streamed:
+            return torch.as_tensor(self.x(step)[self.part]).to(self.device, non_blocking=True)
+        index = batch_indices(self.n, self.batch_size, self.seed, step)[self.part]
+        return self.on_device[torch.as_tensor(index, device=self.device)]
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
