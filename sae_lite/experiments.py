@@ -49,8 +49,13 @@ def active_profile() -> Profile:
 
 
 def cache_dir() -> Path:
-    """Where cached runs live: ``SAE_LITE_CACHE`` or ``.cache/sae-lite`` under the working directory."""
-    return Path(os.environ.get("SAE_LITE_CACHE", Path.cwd() / ".cache" / "sae-lite"))
+    """Where cached runs live: ``SAE_LITE_CACHE`` if set, else ``.cache/sae-lite`` at the root of the
+    source checkout the package runs from (whatever the working directory, so a notebook executed in
+    ``notebooks/`` and the book build share it), else under the working directory."""
+    if os.environ.get("SAE_LITE_CACHE"):
+        return Path(os.environ["SAE_LITE_CACHE"])
+    root = Path(__file__).resolve().parent.parent
+    return (root if (root / "pyproject.toml").is_file() else Path.cwd()) / ".cache" / "sae-lite"
 
 
 def data_spec(name: str, test_fraction: float = 0.2, split_seed: int = 0, **kwargs) -> dict:
@@ -64,10 +69,19 @@ def load_split(spec: dict) -> tuple[Dataset, Dataset]:
     return dataset.split(spec.get("test_fraction", 0.2), spec.get("split_seed", 0))
 
 
+#: Modules that only present or compose results (figures, sliders, verdicts, named grids, the command
+#: line): editing them
+#: does not invalidate the cache.
+PRESENTATION_MODULES = ("__main__.py", "claims.py", "cli.py", "grids.py", "plots.py", "widgets.py")
+
+
 def code_hash() -> str:
-    """A hash of the package's source: results cached by other code are never reused."""
+    """A hash of the package's source (but the presentation modules): results cached by other code
+    are never reused."""
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.name in PRESENTATION_MODULES:
+            continue
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -173,6 +187,10 @@ METHODS = {method.name: method for method in (
     Method("offsupport-nomask", "offsupport", WEIGHTS["offsupport"], masked=False),
     Method("ratio-nomask", "ratio", WEIGHTS["ratio"], masked=False),
 )}
+
+#: The mask ablation without AuxK (chapter 4): what the mask alone does to dead latents.
+ABLATIONS = {f"{name}-noauxk": replace(METHODS[name], name=f"{name}-noauxk", auxk=False)
+             for name in ("offsupport", "ratio", "offsupport-nomask", "ratio-nomask")}
 
 
 def planted_spec(profile: Profile | None = None) -> dict:

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,3 +55,24 @@ def test_summarize_matches_numpy():
     assert table["b"]["r2_std"] == 0.0 and table["b"]["r2_mean"] == pytest.approx(0.1)
     nan_rows = [{"method": "a", "k": 4, "ms": math.nan}, {"method": "a", "k": 4, "ms": 0.2}]
     assert summarize(nan_rows, ["ms"], by=("method",))[0]["ms_mean"] == pytest.approx(0.2)
+
+
+def test_cache_is_at_the_checkout_root_whatever_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("SAE_LITE_CACHE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    root = Path(experiments.__file__).resolve().parent.parent
+    assert experiments.cache_dir() == root / ".cache" / "sae-lite"
+    monkeypatch.setenv("SAE_LITE_CACHE", str(tmp_path / "c"))
+    assert experiments.cache_dir() == tmp_path / "c"
+
+
+def test_presentation_modules_do_not_change_the_code_hash(tmp_path, monkeypatch):
+    package = Path(experiments.__file__).parent
+    for source in package.glob("*.py"):
+        (tmp_path / source.name).write_text(source.read_text())
+    monkeypatch.setattr(experiments, "__file__", str(tmp_path / "experiments.py"))
+    before = experiments.code_hash()
+    (tmp_path / "plots.py").write_text("# a figure changed\n")
+    assert experiments.code_hash() == before
+    (tmp_path / "sae.py").write_text((package / "sae.py").read_text() + "\n# the model changed\n")
+    assert experiments.code_hash() != before

@@ -1,0 +1,196 @@
+"""The paper's claims, and a verdict on each from the rows of `experiments.run_grid`.
+
+A claim compares a treatment method with a control method on some metrics. Each (metric, pair of
+methods, data set, training k) is one *part* of the claim, judged by one rule:
+
+- a directional part ("higher"/"lower") *supports* the claim if the difference of the means is in
+  the claimed direction by more than two standard errors, *contradicts* it if it is in the opposite
+  direction by more than two standard errors, and is *inconclusive* otherwise;
+- a "no cost" part (say R^2 must not drop) *supports* the claim if the difference minus two
+  standard errors stays above ``-TOLERANCE`` (the drop is smaller than the tolerance), and
+  *contradicts* it otherwise;
+- the standard error is sqrt(s_t^2 / n_t + s_c^2 / n_c) over seeds. With a single seed the spread is
+  unknown: the parts are judged on the sign alone and the verdict says so.
+
+The claim *holds* if every part supports it, *does not hold* if none does, and is *mixed* otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sae_lite.errors import SaeLiteError
+from sae_lite.experiments import ABLATIONS, METHODS, Method, summarize
+
+#: The largest R^2 drop that still counts as "no reconstruction cost" (the rule that chose the weights).
+TOLERANCE = 0.005
+
+DIRECTIONS = ("higher", "lower")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper: ``metrics`` move in ``direction`` for each (treatment, control) pair,
+    while ``no_cost`` metrics do not drop by more than `TOLERANCE`."""
+
+    id: str
+    statement: str
+    metrics: tuple[str, ...]
+    pairs: tuple[tuple[str, str], ...]   # (treatment method, control method)
+    direction: str = "higher"
+    no_cost: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise SaeLiteError(f"claim {self.id}: direction must be one of {DIRECTIONS}, got {self.direction!r}")
+
+
+CLAIMS = {claim.id: claim for claim in (
+    Claim("interpretability",
+          "The off-support L1 and the L1/L2 ratio raise monosemanticity and class purity at no "
+          "reconstruction cost.",
+          metrics=("ms_mean", "purity_mean"), no_cost=("r2",),
+          pairs=(("offsupport", "baseline"), ("ratio", "baseline"))),
+    Claim("inference_k",
+          "The L1/L2 ratio makes the SAE more robust to an inference-time k' that differs from the "
+          "training k (k' = k/4, k/2, 2k, 4k).",
+          metrics=("r2_x0.25", "r2_x0.5", "r2_x2", "r2_x4"), pairs=(("ratio", "baseline"),)),
+    Claim("probing",
+          "The L1/L2 ratio gives better linear probes when only the top m = 1, 2, 4 activations are kept.",
+          metrics=("probe_m1", "probe_m2", "probe_m4"), pairs=(("ratio", "baseline"),)),
+    Claim("mask",
+          "Without the batch-active mask the penalties kill latents: more dead latents than with it.",
+          metrics=("dead",),
+          pairs=(("offsupport-nomask", "offsupport"), ("ratio-nomask", "ratio"),
+                 ("offsupport-nomask-noauxk", "offsupport-noauxk"), ("ratio-nomask-noauxk", "ratio-noauxk"))),
+)}
+
+
+def methods(claim: Claim) -> list[Method]:
+    """The methods ``claim`` compares, from `experiments.METHODS` and `experiments.ABLATIONS`."""
+    known = {**METHODS, **ABLATIONS}
+    names = dict.fromkeys(name for pair in claim.pairs for name in pair)
+    return [known[name] for name in names]
+
+
+def compare(rows: list[dict], metric: str, treatment: str, control: str,
+            by: tuple[str, ...] = ("data", "k")) -> list[dict]:
+    """Treatment vs control on ``metric`` for each group of ``by`` where both were run.
+
+    Returns one dict per group: the group's keys, ``metric``, ``treatment``, ``control``,
+    ``mean_t``/``std_t``/``n_t``, ``mean_c``/``std_c``/``n_c``, ``diff`` = mean_t - mean_c and ``se``
+    (NaN when either side has a single seed).
+    """
+    table = summarize([r for r in rows if metric in r], [metric], by=(*by, "method"))
+    means = {(tuple(e[key] for key in by), e["method"]): e for e in table}
+    result = []
+    for group in dict.fromkeys(key for key, _ in means):
+        t, c = means.get((group, treatment)), means.get((group, control))
+        if t is None or c is None:
+            continue
+        se = math.sqrt(t[f"{metric}_std"] ** 2 / t["n"] + c[f"{metric}_std"] ** 2 / c["n"]) \
+            if min(t["n"], c["n"]) > 1 else math.nan
+        result.append({**dict(zip(by, group)), "metric": metric, "treatment": treatment, "control": control,
+                       "mean_t": t[f"{metric}_mean"], "std_t": t[f"{metric}_std"], "n_t": t["n"],
+                       "mean_c": c[f"{metric}_mean"], "std_c": c[f"{metric}_std"], "n_c": c["n"],
+                       "diff": t[f"{metric}_mean"] - c[f"{metric}_mean"], "se": se})
+    return result
+
+
+def outcome(part: dict, direction: str) -> str:
+    """``supports``, ``contradicts`` or ``inconclusive`` for one compared part (see the module doc).
+
+    ``direction`` is ``higher``, ``lower`` or ``no cost``.
+    """
+    diff, se = part["diff"], part["se"]
+    margin = 0.0 if math.isnan(se) else 2 * se
+    if direction == "no cost":
+        return "supports" if diff - margin > -TOLERANCE else "contradicts"
+    signed = diff if direction == "higher" else -diff
+    if signed > margin:
+        return "supports"
+    return "contradicts" if -signed > margin else "inconclusive"
+
+
+def verdict(outcomes: list[str]) -> str:
+    """``holds`` if every part supports the claim, ``does not hold`` if none does, else ``mixed``."""
+    if not outcomes:
+        raise SaeLiteError("no part of the claim was measured; run the methods it compares first")
+    supported = sum(o == "supports" for o in outcomes)
+    return "holds" if supported == len(outcomes) else "does not hold" if supported == 0 else "mixed"
+
+
+def evaluate_claims(rows: list[dict], claims: list[Claim] | None = None) -> list[dict]:
+    """One result per claim and data set that the rows measure.
+
+    Each result: ``claim``, ``statement``, ``data``, ``verdict``, ``seeds`` (the fewest seeds behind
+    any mean), ``spread_known`` (at least two seeds everywhere) and ``parts`` (`compare` dicts with
+    their ``direction`` and ``outcome``).
+    """
+    results = []
+    for claim in CLAIMS.values() if claims is None else claims:
+        parts = []
+        for treatment, control in claim.pairs:
+            for metric, direction in [(m, claim.direction) for m in claim.metrics] + [(m, "no cost") for m in claim.no_cost]:
+                for part in compare(rows, metric, treatment, control):
+                    parts.append({**part, "direction": direction, "outcome": outcome(part, direction)})
+        for data in dict.fromkeys(p["data"] for p in parts):
+            mine = [p for p in parts if p["data"] == data]
+            seeds = min(min(p["n_t"], p["n_c"]) for p in mine)
+            results.append({"claim": claim.id, "statement": claim.statement, "data": data,
+                            "verdict": verdict([p["outcome"] for p in mine]), "seeds": seeds,
+                            "spread_known": seeds > 1, "parts": mine})
+    return results
+
+
+def verdict_text(result: dict) -> str:
+    """The verdict in words, saying when the spread over seeds is unknown."""
+    if result["spread_known"]:
+        return f"{result['verdict']} ({result['seeds']} seeds)"
+    return f"{result['verdict']} on the sign alone (1 seed: the spread is unknown)"
+
+
+def to_markdown(results: list[dict]) -> str:
+    """A Markdown report: per claim and data set, the statement, the verdict and a table of parts."""
+    lines = []
+    for result in results:
+        lines += [f"**Claim `{result['claim']}`** on `{result['data']}`: {result['statement']}",
+                  "", f"Verdict: **{verdict_text(result)}**", "",
+                  "| metric | k | treatment | control | treatment mean ± std | control mean ± std "
+                  "| difference ± SE | claimed | outcome |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for p in result["parts"]:
+            se = "?" if math.isnan(p["se"]) else f"{p['se']:.3f}"
+            lines.append(f"| {p['metric']} | {p.get('k', '')} | {p['treatment']} | {p['control']} "
+                         f"| {p['mean_t']:.3f} ± {p['std_t']:.3f} | {p['mean_c']:.3f} ± {p['std_c']:.3f} "
+                         f"| {p['diff']:+.3f} ± {se} | {p['direction']} | {p['outcome']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def box(results: list[dict], title: str = "What the paper claims / what we measured") -> str:
+    """`to_markdown` inside a MyST admonition: the chapters' claim box (rendered by the book)."""
+    return f":::{{admonition}} {title}\n:class: important\n\n{to_markdown(results)}\n:::\n"
+
+
+def show(results: list[dict]) -> None:
+    """Display the claim `box` of ``results`` in a notebook."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(box(results)))
+
+
+def measured_markdown(summary: dict, title: str) -> str:
+    """A `box` of one `experiments.summarize` entry: every metric as mean ± std over n seeds."""
+    metrics = [key[:-5] for key in summary if key.endswith("_mean")]
+    rows = [f"| {m} | {summary[m + '_mean']:.3f} ± {summary[m + '_std']:.3f} |" for m in metrics]
+    return (f":::{{admonition}} What we measured: {title}\n:class: important\n\n"
+            f"Mean ± std over {summary['n']} seed(s).\n\n| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n:::\n")
+
+
+def show_measured(summary: dict, title: str) -> None:
+    """Display `measured_markdown` in a notebook."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(measured_markdown(summary, title)))

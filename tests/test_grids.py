@@ -1,0 +1,54 @@
+import pytest
+
+from sae_lite import grids
+from sae_lite.experiments import PROFILE_SETTINGS
+
+
+def sweep_rows(r2_by_weight: dict[float, float], base: float = 0.9) -> list[dict]:
+    rows = [{"method": "baseline", "weight": 0.0, "r2": base}]
+    return rows + [{"method": "ratio", "weight": w, "r2": r2} for w, r2 in r2_by_weight.items()]
+
+
+def test_rule_weight_picks_the_largest_weight_within_tolerance():
+    rows = sweep_rows({0.001: 0.9, 0.01: 0.897, 0.03: 0.894, 0.1: 0.85})
+    assert grids.rule_weight(rows) == 0.01
+    assert grids.rule_weight(rows, tolerance=0.01) == 0.03
+    assert grids.rule_weight(sweep_rows({0.1: 0.5})) is None
+    assert grids.rule_weight([r for r in rows if r["method"] != "baseline"]) is None
+
+
+def test_with_reference_repeats_the_baseline_for_every_slider_value():
+    rows = [{"method": "ratio", "weight": w} for w in (0.01, 0.1)]
+    out = grids.with_reference(rows, [{"method": "baseline", "weight": 0.0}], "weight")
+    assert sorted((r["method"], r["weight"]) for r in out) == [
+        ("baseline", 0.01), ("baseline", 0.1), ("ratio", 0.01), ("ratio", 0.1)]
+
+
+def test_grids_scale_with_the_profile(monkeypatch):
+    assert grids.ks(PROFILE_SETTINGS["quick"]) == (8, 16)
+    assert grids.ks(PROFILE_SETTINGS["default"]) == (8, 16, 32)
+    assert 0.01 in grids.sweep_weights(PROFILE_SETTINGS["quick"])
+    assert 0.01 in grids.sweep_weights(PROFILE_SETTINGS["default"])
+    assert grids.K in grids.ks(PROFILE_SETTINGS["quick"])
+
+
+def test_one_setting_chooses_the_data(monkeypatch):
+    monkeypatch.delenv("SAE_LITE_DATA", raising=False)
+    assert grids.data_name() == "planted"
+    monkeypatch.setenv("SAE_LITE_DATA", "digits")
+    assert grids.data_name() == "digits"
+
+
+@pytest.mark.parametrize("name", ["core", "sweep", "mask"])
+def test_grids_share_configurations(name, monkeypatch):
+    """Every grid trains through run_grid, so the same configuration is one cache entry."""
+    calls = []
+    monkeypatch.setattr(grids, "run_grid", lambda data, methods, ks, **kw: calls.append(
+        (data, [m.name for m in methods], ks, kw.get("seeds"))) or [
+        {"method": m.name, "penalty": m.penalty, "masked": m.masked, "k": k} for m in methods for k in ks])
+    rows = grids.sweep("ratio") if name == "sweep" else getattr(grids, name)()
+    assert rows and all(call[0] == "planted" for call in calls)
+    if name == "mask":
+        assert {r["variant"] for r in rows} == {"offsupport, mask", "ratio, mask", "offsupport, no mask", "ratio, no mask"}
+    if name == "sweep":
+        assert calls[0][3] == (0,)
