@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from sae_lite import penalties, sparsity, stream
+from sae_lite import distributed, penalties, sparsity, stream
 from sae_lite.data import Dataset
 from sae_lite.errors import SaeLiteError
 from sae_lite.sae import SAE
@@ -206,7 +206,9 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     """
     if resume and (checkpoint is None or not (Path(checkpoint) / "state.safetensors").is_file()):
         raise SaeLiteError(f"nothing to resume in {checkpoint}; train without --resume first")
-    device = resolve_device(config.device)
+    job = distributed.context()  # one process, or one of a torchrun job
+    job.check(config)
+    device = job.device(config.device)
     torch.manual_seed(config.seed)
     sae = SAE(dataset.d, config.n_latents, config.k, config.activation, seed=config.seed).to(device)
     sample = batch_indices(dataset.n, min(dataset.n, 4096), config.seed, 0)
@@ -218,23 +220,25 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     if resume:
         start, history = _load_state(Path(checkpoint), sae, optimizer, since_fired, config)
 
-    batches = Batches(dataset.x, config.batch_size, config.seed, device)
+    batches = Batches(dataset.x, config.batch_size, config.seed, device, shard=(job.rank, job.world))
+    step_loss = job.loss_terms(sae, config)
     end = config.steps if stop_at is None else min(stop_at, config.steps)
-    bar = _progress_bar(range(start, end), config.steps, start, progress)
+    bar = _progress_bar(range(start, end), config.steps, start, progress if job.is_main else False)
     for step in bar:
         dead = since_fired >= config.dead_after
         x = batches(step)
-        terms = train_step(sae, optimizer, x, config, dead, learning_rate(config, step))
-        since_fired += x.shape[0]
-        since_fired[terms["fired"]] = 0
+        terms = train_step(sae, optimizer, x, config, dead, learning_rate(config, step), step_loss)
+        since_fired += batches.batch_size  # the global batch
+        since_fired[job.any(terms["fired"])] = 0
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             row = {key: float(terms[key].detach()) for key in ("loss", "fvu", "penalty", "auxk", "l0")}
+            row = job.reduce_row(row, x.shape[0])
             row.update(step=step + 1, dead=int((since_fired >= config.dead_after).sum()))
             for key, value in row.items():
                 history[key].append(value)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}", dead=row["dead"])
-        if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == end):
+        if checkpoint is not None and job.is_main and ((step + 1) % checkpoint_every == 0 or step + 1 == end):
             _save_state(Path(checkpoint), sae, optimizer, since_fired, step + 1, history, config)
     sae.eval()
     return TrainResult(sae, history)
