@@ -34,6 +34,8 @@ def read_rows(x: np.ndarray, start: int, stop: int) -> np.ndarray:
     A whole-file memory map (what `sae_lite.data.load_store` opens) is read with file reads, so the
     pages read do not stay mapped into this process; anything else is sliced.
     """
+    if isinstance(x, StoreRows):
+        return x[start:stop]
     if not _is_whole_file(x):
         return np.array(x[start:stop], dtype=np.float32)
     row_bytes = x.shape[1] * 4
@@ -47,6 +49,34 @@ def read_rows(x: np.ndarray, start: int, stop: int) -> np.ndarray:
                 raise SaeLiteError(f"{x.filename} ended early (row {start + done // row_bytes}); the store is damaged")
             done += got
     return out
+
+
+class StoreRows:
+    """The rows ``rows`` (sorted) of a store's memory map ``store`` [n, d], read on demand: the
+    training split of a store that need not fit in memory (`sae_lite.data.Dataset.split`).
+
+    Looks like a read-only [len(rows), d] float32 array: indexing returns the rows read (a copy).
+    """
+
+    ndim, dtype = 2, np.dtype(np.float32)
+
+    def __init__(self, store: np.memmap, rows: np.ndarray) -> None:
+        self.store, self.rows = store, np.asarray(rows, dtype=np.int64)
+        if len(self.rows) and (np.diff(self.rows) <= 0).any():
+            raise SaeLiteError("StoreRows needs strictly increasing row numbers; sort them first")
+        self.shape = (len(self.rows), store.shape[1])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        rows = self.rows[index]
+        if isinstance(index, slice) and len(rows):  # consecutive positions: one covering read
+            return read_rows(self.store, int(rows[0]), int(rows[-1]) + 1)[rows - rows[0]]
+        return np.array(self.store[rows], dtype=np.float32)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self[:].astype(dtype or np.float32, copy=False)
 
 
 def _is_whole_file(x: np.ndarray) -> bool:

@@ -133,7 +133,7 @@ class Batches:
     def __init__(self, x: np.ndarray, batch_size: int, seed: int, device: torch.device,
                  shard: tuple[int, int] = (0, 1)) -> None:
         self.n, self.batch_size, self.seed, self.device = x.shape[0], min(batch_size, x.shape[0]), seed, device
-        self.streamed = isinstance(x, np.memmap)
+        self.streamed = isinstance(x, (np.memmap, stream.StoreRows))
         self.on_device = None if self.streamed else torch.as_tensor(np.asarray(x, np.float32), device=device)
         self.x = stream.ChunkedBatches(x, batch_size, seed) if self.streamed else x
         rank, world = shard

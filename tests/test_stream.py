@@ -1,5 +1,7 @@
 """The chunked reader: every row once per epoch, deterministic, the store's values, flat memory."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -68,3 +70,32 @@ def test_training_on_a_store_is_deterministic(tmp_path, small_planted):
     for p, q in zip(first.sae.parameters(), second.sae.parameters()):
         assert torch.equal(p, q)
     assert first.history == second.history
+
+
+def test_the_training_split_of_a_store_stays_on_disk(store):
+    x, mapped = store
+    dataset = load_store(Path(mapped.filename).parent)
+    train_set, test_set = dataset.split(0.2, seed=1)
+    assert isinstance(train_set.x, stream.StoreRows) and isinstance(test_set.x, np.ndarray)
+    rows = train_set.x.rows
+    assert (len(rows), test_set.n) == (800, 200)
+    np.testing.assert_array_equal(test_set.x, np.delete(x, rows, axis=0))  # the two parts are complementary
+    np.testing.assert_array_equal(train_set.x[5:300], x[rows[5:300]])  # one covering read
+    np.testing.assert_array_equal(train_set.x[[0, 7, 799]], x[rows[[0, 7, 799]]])
+    np.testing.assert_array_equal(np.asarray(train_set.x), x[rows])
+    batches = stream.ChunkedBatches(train_set.x, batch_size=100, seed=0, chunk=128)
+    seen = np.concatenate([batches.rows(step) for step in range(8)])
+    assert sorted(seen) == list(range(800))
+    for step in (0, 3, 7):
+        np.testing.assert_array_equal(batches(step), x[rows[batches.rows(step)]])
+    batches.close()
+    with pytest.raises(SaeLiteError, match="strictly increasing"):
+        stream.StoreRows(mapped, np.array([3, 1]))
+
+
+def test_training_on_a_store_split_streams_and_is_deterministic(tmp_path, small_planted):
+    train_set, _ = load_store(write_store(tmp_path / "planted", small_planted.x)).split()
+    config = TrainConfig(k=4, n_latents=64, steps=20, batch_size=128, log_every=10)
+    assert Batches(train_set.x, 128, 0, torch.device("cpu")).streamed
+    first, second = train(config, train_set, progress=False), train(config, train_set, progress=False)
+    assert first.history == second.history and first.history["fvu"][-1] < 1
