@@ -4,13 +4,14 @@ An exact Top-k SAE must compute every pre-activation to choose the top k: the en
 ``(x - b_pre) @ W_enc^T`` [B, d] x [d, N] is the one dense product it cannot skip (the *bound*).
 Everything else depends on the k selected entries of each row only::
 
-    decode        x_hat_b  = sum_s v_bs W_dec[i_bs] + b_pre          B*k*d  (CSR @ dense)
+    decode        x_hat_b  = sum_s v_bs W_dec[i_bs] + b_pre          B*k*d  (an embedding bag)
     backward      dv_bs    = <g_b, W_dec[i_bs]>                      B*k*d  (sampled matmul)
-                  dW_dec   = V^T g                                   B*k*d  (V: the [B, N] CSR codes)
+                  dW_dec   = V^T g                                   B*k*d  (V: the [B, N] codes)
                   dW_enc   = dPre^T (x - b_pre), dPre non-zero on the selected entries only: B*k*d
 
 A penalty's gradient reaches every batch-active unit (A), so a penalised step adds one dense
-product restricted to A; AuxK adds the same sparse ops with its k_aux dead latents. The loss, its
+product restricted to A (its gradient in pre is written in closed form, fused: no autograd graph
+over the [B, |A|] block); AuxK adds the same sparse ops with its k_aux dead latents. The loss, its
 gradients and hence the weights equal the dense reference within float rounding
 (`tests/test_kernels.py`).
 
@@ -24,6 +25,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sae_lite import penalties
@@ -51,6 +53,9 @@ def check(config: TrainConfig) -> None:
     if config.activation not in SUPPORTED_ACTIVATIONS:
         raise SaeLiteError(f"backend 'sparse' implements activation {', '.join(SUPPORTED_ACTIVATIONS)}, "
                            f"not {config.activation!r}; use --backend dense")
+    if config.penalty != "none" and config.penalty not in PENALTY_GRADS:
+        raise SaeLiteError(f"backend 'sparse' implements the penalties none, {', '.join(PENALTY_GRADS)}, "
+                           f"not {config.penalty!r}; use --backend dense")
 
 
 # --------------------------------------------------------------------------------------------
@@ -67,27 +72,10 @@ def csr(values: Tensor, index: Tensor, n: int) -> Tensor:
                                        check_invariants=False)
 
 
-def sampled_dot(rows: Tensor, W: Tensor, index: Tensor) -> Tensor:
-    """out[b, s] = <rows[b], W[index[b, s]]>: ``rows`` [B, d], ``W`` [N, d], ``index`` [B, m] -> [B, m]."""
-    mask = csr(torch.zeros(index.shape, dtype=rows.dtype, device=rows.device), index, W.shape[0])
-    return torch.sparse.sampled_addmm(mask, rows, W.T, beta=0.0).values().view(index.shape)
-
-
-class SparseDecode(torch.autograd.Function):
-    """V @ W_dec for V given by (values [B, m], index [B, m]); differentiable in values and W_dec."""
-
-    @staticmethod
-    def forward(ctx, values: Tensor, index: Tensor, W_dec: Tensor) -> Tensor:
-        ctx.save_for_backward(values, index, W_dec)
-        return csr(values, index, W_dec.shape[0]) @ W_dec
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        values, index, W_dec = ctx.saved_tensors
-        grad = grad.contiguous()
-        d_values = sampled_dot(grad, W_dec, index)
-        d_W = csr(values, index, W_dec.shape[0]).t() @ grad
-        return d_values, None, d_W
+def decode(values: Tensor, index: Tensor, W_dec: Tensor) -> Tensor:
+    """sum_s values[b, s] W_dec[index[b, s]] [B, d] for ``values``, ``index`` [B, m]: an embedding bag,
+    differentiable in ``values`` (a sampled matmul) and ``W_dec`` (an index-add over the B*m atoms)."""
+    return F.embedding_bag(index, W_dec, per_sample_weights=values, mode="sum")
 
 
 class SelectedActs(torch.autograd.Function):
@@ -112,27 +100,55 @@ class SelectedActs(torch.autograd.Function):
         return None, None, None, d_W, d_b, -(d_b @ W_enc)
 
 
-class ColumnActs(torch.autograd.Function):
-    """ReLU(pre) on the columns ``cols`` (None: all N) [B, |A|]; a dense gradient over those columns."""
+class DensePenalty(torch.autograd.Function):
+    """A penalty's ``value`` whose gradient ``grad`` = d value / d pre [B, |A|] on the columns ``cols``
+    (None: all N) is already known; backward is one dense product over those columns."""
 
     @staticmethod
-    def forward(ctx, acts: Tensor, cols: Tensor | None, xc: Tensor, W_enc: Tensor, b_enc: Tensor,
-                b_pre: Tensor) -> Tensor:
+    def forward(ctx, value: Tensor, grad: Tensor, cols: Tensor | None, xc: Tensor, W_enc: Tensor,
+                b_enc: Tensor, b_pre: Tensor) -> Tensor:
         ctx.cols = cols
-        ctx.save_for_backward(acts, xc, W_enc)
-        return acts.view_as(acts)
+        ctx.save_for_backward(grad, xc, W_enc)
+        return value.clone()
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        acts, xc, W_enc = ctx.saved_tensors
-        grad = torch.where(acts > 0, grad, 0.0)
-        d_W_cols, d_b_cols = grad.T @ xc, grad.sum(0)
+    def backward(ctx, up: Tensor):
+        grad, xc, W_enc = ctx.saved_tensors
+        d_W_cols, d_b_cols = (grad.T @ xc).mul_(up), grad.sum(0).mul_(up)
         if ctx.cols is None:
             d_W, d_b = d_W_cols, d_b_cols
         else:
             d_W = torch.zeros_like(W_enc).index_copy_(0, ctx.cols, d_W_cols)
             d_b = W_enc.new_zeros(W_enc.shape[0]).index_copy_(0, ctx.cols, d_b_cols)
-        return None, None, None, d_W, d_b, -(d_b @ W_enc)
+        return None, None, None, None, d_W, d_b, -(d_b @ W_enc)
+
+
+def off_support_grad(acts: Tensor, support: Tensor) -> tuple[Tensor, Tensor]:
+    """`sae_lite.penalties.off_support_l1` (unmasked) of ``acts`` [B, M] = ReLU(pre) and its gradient
+    in pre [B, M], given the kept entries ``support`` [B, k] (column numbers)."""
+    grad = (acts > 0).to(acts.dtype).scatter_(1, support, 0.0).div_(acts.shape[0])
+    return torch.dot(acts.flatten(), grad.flatten()), grad
+
+
+def ratio_grad(acts: Tensor, support: Tensor) -> tuple[Tensor, Tensor]:
+    """`sae_lite.penalties.l1_l2_ratio` (unmasked) of ``acts`` [B, M] = ReLU(pre) and its gradient in pre.
+
+    With l1, l2 the row norms: d(l1 / (l2 + eps)) / d a_j = 1 / (l2 + eps) - l1 a_j / ((l2 + eps)^2 l2),
+    where a_j > 0 (and 0 for a row of zeros, as the reference's guard and clamp give).
+    """
+    batch = acts.shape[0]
+    l1, norm = acts.sum(1), torch.linalg.vector_norm(acts, dim=1)
+    l2 = norm.clamp_min(penalties.EPS)
+    some = norm > 0
+    value = torch.where(some, l1 / (l2 + penalties.EPS), 0.0).sum() / batch
+    alpha = torch.where(some, 1 / (l2 + penalties.EPS), 0.0) / batch
+    beta = torch.where(norm > penalties.EPS, l1 / ((l2 + penalties.EPS).square() * l2), 0.0) / batch
+    grad = acts * -beta[:, None]
+    grad.add_(alpha[:, None]).masked_fill_(acts <= 0, 0.0)
+    return value, grad
+
+
+PENALTY_GRADS = {"offsupport": off_support_grad, "ratio": ratio_grad}
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,7 +184,7 @@ def loss_terms(sae: SAE, x: Tensor, config: TrainConfig, dead: Tensor, sync: Syn
         values, index = top_k(pre, sae.k)
     params = (xc, sae.W_enc, sae.b_enc, sae.b_pre)
     codes = SelectedActs.apply(values, index, *params)
-    x_hat = SparseDecode.apply(codes, index, sae.W_dec) + sae.b_pre
+    x_hat = decode(codes, index, sae.W_dec) + sae.b_pre
     residual = x - x_hat
     fvu = residual.square().sum() / _centred_square_sum(x, n_global, sync).clamp_min(1e-12)
 
@@ -195,7 +211,8 @@ def _centred_square_sum(x: Tensor, n_global: Tensor, sync: Sync) -> Tensor:
 
 
 def _penalty(pre: Tensor, index: Tensor, config: TrainConfig, params: tuple, sync: Sync) -> Tensor:
-    """The penalty on the batch-active columns (all columns when unmasked): a dense block [B, |A|]."""
+    """The penalty on the batch-active columns (all columns when unmasked), with its gradient in
+    closed form: one dense block [B, |A|] and one dense product in backward."""
     n = pre.shape[1]
     active = torch.zeros(n, dtype=torch.bool, device=pre.device)
     active[index.reshape(-1)] = True
@@ -206,9 +223,8 @@ def _penalty(pre: Tensor, index: Tensor, config: TrainConfig, params: tuple, syn
         cols = active.nonzero().flatten()
         acts = pre.index_select(1, cols).relu_()
         local = (active.cumsum(0) - 1)[index]
-    support = torch.zeros_like(acts, dtype=torch.bool).scatter_(1, local, True)
-    acts = ColumnActs.apply(acts, cols, *params)
-    return penalties.get(config.penalty)(acts, support, masked=False)
+    value, grad = PENALTY_GRADS[config.penalty](acts, local)
+    return DensePenalty.apply(value, grad, cols, *params)
 
 
 def _auxk(sae: SAE, pre: Tensor, residual: Tensor, dead: Tensor, k_aux: int, params: tuple,
@@ -223,7 +239,7 @@ def _auxk(sae: SAE, pre: Tensor, residual: Tensor, dead: Tensor, k_aux: int, par
         index, order = dead_cols[local].sort(dim=1)
         values = values.gather(1, order)
     codes = SelectedActs.apply(values, index, *params)
-    residual_hat = SparseDecode.apply(codes, index, sae.W_dec)
+    residual_hat = decode(codes, index, sae.W_dec)
     target = residual.detach()
     variance = _centred_square_sum(target, n_global, sync).clamp_min(penalties.EPS)
     return (residual_hat - target).square().sum() / variance
