@@ -40,7 +40,10 @@ def main() -> None:
     for name in ("d", "n", "k", "batch", "repeats", "warmup"):
         parser.add_argument(f"--{name}", type=int, required=True)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     version, TopKSAE = _import_overcomplete()
     device = torch.device(args.device)
     torch.manual_seed(0)

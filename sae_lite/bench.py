@@ -100,7 +100,7 @@ def peer(size: Size, device: torch.device, repeats: int, warmup: int, python: Pa
     script = Path(__file__).with_name("_peer.py")
     command = [str(python), str(script), "--d", str(size.d), "--n", str(size.n), "--k", str(size.k),
                "--batch", str(size.batch), "--repeats", str(repeats), "--warmup", str(warmup),
-               "--device", str(device)]
+               "--device", str(device), "--threads", str(torch.get_num_threads())]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     if done.returncode != 0:
         raise SaeLiteError(f"the peer benchmark failed ({python}): {done.stderr.strip().splitlines()[-1:]}; "
@@ -161,13 +161,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     parser.add_argument("--dense", action="store_true", help="also time the dense reference backend (slow)")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for us and the peer (default: PyTorch's; 1 on a shared, loaded machine)")
     parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON, help="the peer environment's python")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.repeats < 1 or args.warmup < 0:
-        raise SaeLiteError(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}")
+    if args.repeats < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        raise SaeLiteError(f"--repeats and --threads must be >= 1 and --warmup >= 0, got {args.repeats}, "
+                           f"{args.threads} and {args.warmup}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     sizes = args.sizes or [Size(*size) for size in SIZES]

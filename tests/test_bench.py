@@ -34,3 +34,9 @@ def test_missing_peer_env_is_reported(tmp_path, capsys):
     assert main(["bench", "--size", "16,64,4,32", "--repeats", "1", "--warmup", "0",
                  "--peer-python", str(tmp_path / "none" / "python")]) == 0
     assert "no peer" in capsys.readouterr().out
+
+
+def test_bad_repeats_or_threads_are_refused(capsys):
+    assert main(["bench", "--size", "16,64,4,32", "--threads", "0", "--no-peer"]) == 2
+    assert main(["bench", "--size", "16,64,4,32", "--repeats", "0", "--no-peer"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
