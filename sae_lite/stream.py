@@ -73,10 +73,27 @@ class StoreRows:
         rows = self.rows[index]
         if isinstance(index, slice) and len(rows):  # consecutive positions: one covering read
             return read_rows(self.store, int(rows[0]), int(rows[-1]) + 1)[rows - rows[0]]
-        return np.array(self.store[rows], dtype=np.float32)
+        return take_rows(self.store, rows)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return self[:].astype(dtype or np.float32, copy=False)
+
+
+def take_rows(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` [m] of ``x`` [n, d] as a float32 array in memory; a store's are read with
+    file reads, as in `read_rows` (indexing the memory map would map the pages around every row)."""
+    if isinstance(x, StoreRows):
+        return take_rows(x.store, x.rows[index])
+    if not _is_whole_file(x):
+        return np.array(x[index], dtype=np.float32)
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    out = np.empty((len(index), x.shape[1]), dtype=np.float32)
+    row_bytes = x.shape[1] * 4
+    with open(x.filename, "rb", buffering=0) as file:
+        for i, row in enumerate(index.tolist()):
+            if os.preadv(file.fileno(), [memoryview(out[i]).cast("B")], x.offset + row * row_bytes) != row_bytes:
+                raise SaeLiteError(f"{x.filename} ended early (row {row}); the store is damaged")
+    return out
 
 
 def _is_whole_file(x: np.ndarray) -> bool:

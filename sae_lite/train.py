@@ -212,7 +212,7 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     torch.manual_seed(config.seed)
     sae = SAE(dataset.d, config.n_latents, config.k, config.activation, seed=config.seed).to(device)
     sample = batch_indices(dataset.n, min(dataset.n, 4096), config.seed, 0)
-    sae.init_b_pre(torch.as_tensor(np.asarray(dataset.x[sample], np.float32), device=device), config.b_pre_init)
+    sae.init_b_pre(torch.as_tensor(stream.take_rows(dataset.x, sample), device=device), config.b_pre_init)
     optimizer = make_optimizer(sae, config)
     since_fired = torch.zeros(config.n_latents, dtype=torch.long, device=device)
     history: dict[str, list[float]] = {key: [] for key in ("step", "loss", "fvu", "penalty", "auxk", "l0", "dead")}

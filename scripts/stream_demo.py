@@ -6,8 +6,9 @@
 Writes a store of ``--gb`` gigabytes of float32 embeddings piece by piece (never held in memory;
 into a temporary directory renamed at the end), opens it with `sae_lite.data.load_store` (which
 scans every row for NaN/Inf: one full read), reads ``--read-steps`` batches through the chunked
-reader alone, trains the sparse backend for ``--steps`` steps, and prints the peak resident memory
-after each phase and the rows per second read. The store is deleted at the end unless ``--keep``.
+reader alone, trains the sparse backend for ``--steps`` steps, and prints the rows per second read
+and the peak resident memory of each phase (each runs in its own process, so one phase's peak does
+not hide in another's). The store is deleted at the end unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import argparse
 import json
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +30,7 @@ from sae_lite.stream import ChunkedBatches
 from sae_lite.train import TrainConfig, train
 
 PIECE_ROWS = 1 << 15
+PHASES = ("write", "scan", "read", "train")
 
 
 def peak_rss_mb() -> float:
@@ -51,6 +55,36 @@ def write_big_store(path: Path, n: int, d: int, seed: int = 0) -> None:
     tmp.rename(path)
 
 
+def run_phase(phase: str, path: Path, n: int, args: argparse.Namespace) -> str:
+    """One phase in this process; returns its report line, with this process's peak RSS."""
+    start = time.perf_counter()
+    if phase == "write":
+        write_big_store(path, n, args.d)
+        what = f"written in {time.perf_counter() - start:.0f} s"
+    elif phase == "scan":
+        load_store(path)  # scans every row for NaN/Inf
+        elapsed = time.perf_counter() - start
+        what = f"load_store (full NaN scan): {n / elapsed:,.0f} rows/s ({n * args.d * 4 / 1e9 / elapsed:.2f} GB/s)"
+    elif phase == "read":
+        reader = ChunkedBatches(load_store(path, check=False).x, args.batch, seed=0)
+        start = time.perf_counter()
+        for step in range(args.read_steps):
+            reader(step)
+        elapsed = time.perf_counter() - start
+        reader.close()
+        what = f"chunked reader alone, {args.read_steps} batches of {args.batch}: {args.read_steps * args.batch / elapsed:,.0f} rows/s"
+    else:
+        config = TrainConfig(k=args.k, n_latents=args.latents, batch_size=args.batch, steps=args.steps,
+                             backend="sparse", device="cpu", log_every=args.steps)
+        dataset = load_store(path, check=False)
+        start = time.perf_counter()
+        result = train(config, dataset, progress=False)
+        elapsed = time.perf_counter() - start
+        what = (f"trained {args.steps} steps (d={args.d}, N={args.latents}, k={args.k}, B={args.batch}, sparse): "
+                f"{args.steps * args.batch / elapsed:,.0f} samples/s, fvu {result.history['fvu'][-1]:.3f}")
+    return f"{what}; peak RSS {peak_rss_mb():.0f} MiB"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, required=True, help="store size in GB (10^9 bytes)")
@@ -62,38 +96,17 @@ def main() -> None:
     parser.add_argument("--read-steps", type=int, default=200, help="batches read by the reader alone")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--keep", action="store_true", help="keep the store")
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # a child runs one phase
     args = parser.parse_args()
     n = int(args.gb * 1e9) // (4 * args.d)
     path = args.dir / f"sae-lite-stream-{args.gb:g}gb"
-    print(f"store {path}: {n} x {args.d} float32 = {n * args.d * 4 / 1e9:.1f} GB")
+    if args.phase:
+        print(run_phase(args.phase, path, n, args), flush=True)
+        return
+    print(f"store {path}: {n} x {args.d} float32 = {n * args.d * 4 / 1e9:.1f} GB; each phase in its own process")
     try:
-        start = time.perf_counter()
-        write_big_store(path, n, args.d)
-        print(f"written in {time.perf_counter() - start:.0f} s; peak RSS {peak_rss_mb():.0f} MiB")
-
-        start = time.perf_counter()
-        dataset = load_store(path)  # scans every row for NaN/Inf
-        elapsed = time.perf_counter() - start
-        print(f"load_store (full NaN scan): {n / elapsed:,.0f} rows/s ({n * args.d * 4 / 1e9 / elapsed:.2f} GB/s); "
-              f"peak RSS {peak_rss_mb():.0f} MiB")
-
-        reader = ChunkedBatches(dataset.x, args.batch, seed=0)
-        start = time.perf_counter()
-        for step in range(args.read_steps):
-            reader(step)
-        elapsed = time.perf_counter() - start
-        reader.close()
-        print(f"chunked reader alone, {args.read_steps} batches of {args.batch}: "
-              f"{args.read_steps * args.batch / elapsed:,.0f} rows/s; peak RSS {peak_rss_mb():.0f} MiB")
-
-        config = TrainConfig(k=args.k, n_latents=args.latents, batch_size=args.batch, steps=args.steps,
-                             backend="sparse", device="cpu", log_every=args.steps)
-        start = time.perf_counter()
-        result = train(config, dataset, progress=False)
-        elapsed = time.perf_counter() - start
-        print(f"trained {args.steps} steps (d={args.d}, N={args.latents}, k={args.k}, B={args.batch}, sparse): "
-              f"{args.steps * args.batch / elapsed:,.0f} samples/s, fvu {result.history['fvu'][-1]:.3f}; "
-              f"peak RSS {peak_rss_mb():.0f} MiB")
+        for phase in PHASES:
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--phase", phase], check=True)
     finally:
         if not args.keep:
             shutil.rmtree(path, ignore_errors=True)

@@ -22,6 +22,8 @@ def test_read_rows_reads_the_store_by_file_reads(store):
     assert stream._is_whole_file(mapped) and not stream._is_whole_file(mapped[10:])
     np.testing.assert_array_equal(stream.read_rows(mapped, 123, 456), x[123:456])
     np.testing.assert_array_equal(stream.read_rows(mapped[10:], 0, 5), x[10:15])  # a view is sliced
+    np.testing.assert_array_equal(stream.take_rows(mapped, np.array([5, 0, 999, 5])), x[[5, 0, 999, 5]])
+    np.testing.assert_array_equal(stream.take_rows(x, np.array([3, 1])), x[[3, 1]])
 
 
 def test_every_row_once_per_epoch_and_deterministic(store):
