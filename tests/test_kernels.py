@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sae_lite import SaeLiteError, kernels, sparsity
+from sae_lite import SaeLiteError, kernels, penalties, sparsity
 from sae_lite.sae import SAE
 from sae_lite.train import TrainConfig, loss_terms, make_optimizer, train, train_step
 
@@ -101,3 +101,24 @@ def test_backend_is_validated(monkeypatch):
     TrainConfig(activation="abstopk")
     with pytest.raises(SaeLiteError, match="use --backend dense"):
         TrainConfig(activation="abstopk", backend="sparse")
+
+
+@pytest.mark.parametrize("name", ["offsupport", "ratio"])
+def test_closed_form_penalty_gradients_match_autograd(name):
+    gen = torch.Generator().manual_seed(2)
+    pre = torch.randn(6, 10, generator=gen, dtype=torch.float64)
+    pre[2] = -1.0  # a row with no positive activation: the ratio's guarded 0/0
+    support = pre.topk(3, dim=1).indices.sort(dim=1).values
+    value, grad = kernels.PENALTY_GRADS[name](pre.relu(), support)
+    leaf = pre.clone().requires_grad_()
+    mask = torch.zeros_like(pre, dtype=torch.bool).scatter_(1, support, True)
+    reference = penalties.get(name)(leaf.relu(), mask, masked=False)
+    reference.backward()
+    torch.testing.assert_close(value, reference.detach(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, leaf.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_sparse_backend_refuses_a_penalty_it_lacks(monkeypatch):
+    monkeypatch.setitem(penalties.PENALTIES, "l0", penalties.no_penalty)
+    with pytest.raises(SaeLiteError, match="implements the penalties"):
+        TrainConfig(penalty="l0", weight=0.1, backend="sparse")
