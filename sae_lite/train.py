@@ -139,6 +139,11 @@ class Batches:
         rank, world = shard
         self.part = slice(rank * self.batch_size // world, (rank + 1) * self.batch_size // world)
 
+    def close(self) -> None:
+        """Stop a stream's read-ahead thread and free its chunks."""
+        if self.streamed:
+            self.x.close()
+
     def __call__(self, step: int) -> Tensor:
         if self.streamed:
             return torch.as_tensor(self.x(step)[self.part]).to(self.device, non_blocking=True)
@@ -240,6 +245,7 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
                 bar.set_postfix(fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}", dead=row["dead"])
         if checkpoint is not None and job.is_main and ((step + 1) % checkpoint_every == 0 or step + 1 == end):
             _save_state(Path(checkpoint), sae, optimizer, since_fired, step + 1, history, config)
+    batches.close()
     sae.eval()
     return TrainResult(sae, history)
 

@@ -1,5 +1,6 @@
 """The chunked reader: every row once per epoch, deterministic, the store's values, flat memory."""
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -99,5 +100,7 @@ def test_training_on_a_store_split_streams_and_is_deterministic(tmp_path, small_
     train_set, _ = load_store(write_store(tmp_path / "planted", small_planted.x)).split()
     config = TrainConfig(k=4, n_latents=64, steps=20, batch_size=128, log_every=10)
     assert Batches(train_set.x, 128, 0, torch.device("cpu")).streamed
+    threads = threading.active_count()
     first, second = train(config, train_set, progress=False), train(config, train_set, progress=False)
     assert first.history == second.history and first.history["fvu"][-1] < 1
+    assert threading.active_count() == threads  # the read-ahead threads are stopped
