@@ -51,12 +51,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sae_lite import experiments
+    from sae_lite import distributed, experiments
 
     config = config_from_args(args)  # validates before any work
+    distributed.context().check(config)  # under torchrun: a config it can train
     run = experiments.train_run(config, args.data, args.out, overwrite=args.overwrite,
                                 test_fraction=args.test_fraction, split_seed=args.split_seed)
-    print(json.dumps({"out": str(run.path), **run.metrics}, indent=2))
+    if distributed.is_main():
+        print(json.dumps({"out": str(run.path), **run.metrics}, indent=2))
     return 0
 
 

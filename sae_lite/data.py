@@ -51,6 +51,8 @@ class Dataset:
     meta: dict | None = None
 
     def __post_init__(self) -> None:
+        from sae_lite.stream import StoreRows
+
         if self.x.ndim != 2 or self.x.shape[0] == 0:
             raise SaeLiteError(f"x must be a non-empty [n, d] matrix, got shape {self.x.shape}; reshape your inputs to one row per sample")
         n = self.x.shape[0]
@@ -58,7 +60,7 @@ class Dataset:
             value = getattr(self, field)
             if value is not None and len(value) != n:
                 raise SaeLiteError(f"{field} has {len(value)} rows but x has {n}; give one {field} row per input")
-        if not isinstance(self.x, np.memmap):  # a store is scanned by load_store(check=True)
+        if not isinstance(self.x, (np.memmap, StoreRows)):  # a store is scanned by load_store(check=True)
             check_finite(self.x, "x")
 
     @property
@@ -74,25 +76,40 @@ class Dataset:
         """The reference embedding for the monosemanticity score: ``ref`` if given, else ``x``."""
         return self.x if self.ref is None else self.ref
 
-    def subset(self, index: np.ndarray) -> Dataset:
-        """The inputs at ``index`` (a copy, in memory), with every per-input field alongside."""
+    def subset(self, index: np.ndarray, on_disk: bool = False) -> Dataset:
+        """The inputs at ``index`` (a copy, in memory), with every per-input field alongside.
+
+        With ``on_disk`` (and ``index`` sorted), a store's embeddings stay on disk and are read when
+        used (`sae_lite.stream.StoreRows`): training then streams them.
+        """
+        from sae_lite.stream import StoreRows
+
         take = lambda a: None if a is None else np.asarray(a[index])  # noqa: E731
-        return replace(self, x=np.asarray(self.x[index], dtype=np.float32), labels=take(self.labels),
+        if on_disk and isinstance(self.x, np.memmap):
+            x = StoreRows(self.x, index)
+        else:
+            x = np.asarray(self.x[index], dtype=np.float32)
+        return replace(self, x=x, labels=take(self.labels),
                        ref=take(self.ref), codes=take(self.codes), n_active=take(self.n_active))
 
     def split(self, test_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
-        """A deterministic train/test split: the same (n, fraction, seed) always gives the same split."""
+        """A deterministic train/test split: the same (n, fraction, seed) always gives the same split.
+
+        A store's training part stays on disk (training streams it); its test part is read into memory.
+        """
         if not 0 < test_fraction < 1:
             raise SaeLiteError(f"test_fraction must lie in (0, 1), got {test_fraction}")
         order = np.random.default_rng(seed).permutation(self.n)
         n_test = max(1, int(round(self.n * test_fraction)))
-        return self.subset(np.sort(order[n_test:])), self.subset(np.sort(order[:n_test]))
+        return self.subset(np.sort(order[n_test:]), on_disk=True), self.subset(np.sort(order[:n_test]))
 
 
 def check_finite(x: np.ndarray, name: str, chunk: int = 1 << 16) -> None:
-    """Raise if ``x`` holds NaN or Inf; reads a memory map in chunks, never all at once."""
+    """Raise if ``x`` holds NaN or Inf; reads a memory map in chunks (file reads), never all at once."""
+    from sae_lite.stream import read_rows
+
     for start in range(0, x.shape[0], chunk):
-        block = np.asarray(x[start:start + chunk])
+        block = read_rows(x, start, min(start + chunk, x.shape[0])) if isinstance(x, np.memmap) else x[start:start + chunk]
         if not np.isfinite(block).all():
             row = start + int(np.argwhere(~np.isfinite(block))[0][0])
             raise SaeLiteError(f"{name} holds NaN or Inf (first at row {row}); clean or drop those rows first")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_lite import data as datasets
-from sae_lite import card, metrics, runs
+from sae_lite import card, distributed, metrics, runs
 from sae_lite.data import Dataset
 from sae_lite.errors import SaeLiteError
 from sae_lite.train import TrainConfig, train
@@ -72,8 +72,8 @@ def load_split(spec: dict) -> tuple[Dataset, Dataset]:
 #: The modules whose code determines a run's result (training, data, evaluation, the run files). Only
 #: these enter the cache key: editing a figure, a verdict, the command line or adding an extension
 #: module (embedding, chapters' helpers) does not invalidate the cached runs.
-RESULT_MODULES = ("card.py", "data.py", "errors.py", "experiments.py", "metrics.py", "penalties.py",
-                  "runs.py", "sae.py", "sparsity.py", "train.py")
+RESULT_MODULES = ("card.py", "data.py", "distributed.py", "errors.py", "experiments.py", "kernels.py",
+                  "metrics.py", "penalties.py", "runs.py", "sae.py", "sparsity.py", "stream.py", "train.py")
 
 
 def code_hash() -> str:
@@ -98,11 +98,15 @@ def train_run(config: TrainConfig, data: str | dict, out: str | os.PathLike, ove
     spec = data if isinstance(data, dict) else data_spec(data, test_fraction, split_seed)
     train_set, test_set = load_split(spec)
     sae, history = train(config, train_set, progress=progress)
+    if not distributed.is_main():  # under torchrun, rank 0 evaluates and writes the run directory
+        distributed.barrier()
+        return runs.load_run(out)
     scores = metrics.evaluate(sae, test_set)
     info = {**spec, "dataset": train_set.name, "d": train_set.d, "n_train": train_set.n,
             "n_test": test_set.n, "meta": train_set.meta}
     write = lambda directory: card.write_card(directory, sae=sae, config=config, data=info, metrics=scores)  # noqa: E731
     runs.save_run(out, sae, config, info, scores, history, card=write, overwrite=overwrite)
+    distributed.barrier()
     return runs.load_run(out)
 
 

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from sae_lite import penalties, sparsity
+from sae_lite import distributed, penalties, sparsity, stream
 from sae_lite.data import Dataset
 from sae_lite.errors import SaeLiteError
 from sae_lite.sae import SAE
@@ -54,6 +54,7 @@ class TrainConfig:
     steps: int = _doc(3000, "optimisation steps")
     seed: int = _doc(0, "seeds the initialisation and the order of the batches")
     device: str = _doc("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    backend: str = _doc("dense", "dense (the readable reference) or sparse (sae_lite.kernels: same loss, work in k)")
     b_pre_init: str = _doc("geometric_median", "how b_pre is set from data: geometric_median or mean")
     log_every: int = _doc(50, "steps between two rows of the training history")
     k_max: int | None = _doc(None, "soft: the largest per-input budget k_hat (default min(2k, n_latents - 1))")
@@ -87,6 +88,12 @@ class TrainConfig:
             raise SaeLiteError(f"warmdown must lie in [0, 1], got {self.warmdown}")
         if self.k_aux is not None and self.k_aux < 1:
             raise SaeLiteError(f"k_aux must be >= 1, got {self.k_aux}")
+        if self.backend not in ("dense", "sparse"):
+            raise SaeLiteError(f"backend must be 'dense' or 'sparse', got {self.backend!r}")
+        if self.backend == "sparse":
+            from sae_lite import kernels
+
+            kernels.check(self)
         if self.b_pre_init not in ("geometric_median", "mean"):
             raise SaeLiteError(f"b_pre_init must be 'geometric_median' or 'mean', got {self.b_pre_init!r}")
 
@@ -142,18 +149,31 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 
 
 class Batches:
-    """Fetches batch ``step`` of a dataset onto ``device``; an in-memory dataset is moved there once."""
+    """Fetches batch ``step`` of a dataset onto ``device``; an in-memory dataset is moved there once,
+    a memory-mapped store is streamed in shuffled chunks (`sae_lite.stream`).
 
-    def __init__(self, x: np.ndarray, batch_size: int, seed: int, device: torch.device) -> None:
+    ``shard`` = (rank, world): under torchrun each process takes its slice of every global batch.
+    """
+
+    def __init__(self, x: np.ndarray, batch_size: int, seed: int, device: torch.device,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.n, self.batch_size, self.seed, self.device = x.shape[0], min(batch_size, x.shape[0]), seed, device
-        self.on_device = None if isinstance(x, np.memmap) else torch.as_tensor(np.asarray(x, np.float32), device=device)
-        self.x = x
+        self.streamed = isinstance(x, (np.memmap, stream.StoreRows))
+        self.on_device = None if self.streamed else torch.as_tensor(np.asarray(x, np.float32), device=device)
+        self.x = stream.ChunkedBatches(x, batch_size, seed) if self.streamed else x
+        rank, world = shard
+        self.part = slice(rank * self.batch_size // world, (rank + 1) * self.batch_size // world)
+
+    def close(self) -> None:
+        """Stop a stream's read-ahead thread and free its chunks."""
+        if self.streamed:
+            self.x.close()
 
     def __call__(self, step: int) -> Tensor:
-        index = batch_indices(self.n, self.batch_size, self.seed, step)
-        if self.on_device is not None:
-            return self.on_device[torch.as_tensor(index, device=self.device)]
-        return torch.as_tensor(np.asarray(self.x[index], np.float32)).to(self.device, non_blocking=True)
+        if self.streamed:
+            return torch.as_tensor(self.x(step)[self.part]).to(self.device, non_blocking=True)
+        index = batch_indices(self.n, self.batch_size, self.seed, step)[self.part]
+        return self.on_device[torch.as_tensor(index, device=self.device)]
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -163,7 +183,12 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def loss_terms(sae: SAE, x: Tensor, config: TrainConfig, dead: Tensor) -> dict[str, Tensor]:
-    """The loss of one batch ``x`` [B, d] and its parts (fvu, penalty, auxk, loss) plus the output."""
+    """The loss of one batch ``x`` [B, d] and its parts (fvu, penalty, auxk, loss), the units that
+    fired [N] and the mean L0; the dense backend adds the `SAEOutput` as ``out``."""
+    if config.backend == "sparse":
+        from sae_lite import kernels
+
+        return kernels.loss_terms(sae, x, config, dead)
     out = sae(x)
     residual = x - out.x_hat
     fvu = residual.square().sum() / (x - x.mean(0)).square().sum().clamp_min(1e-12)
@@ -175,7 +200,29 @@ def loss_terms(sae: SAE, x: Tensor, config: TrainConfig, dead: Tensor) -> dict[s
     loss = fvu + config.weight * penalty + config.auxk_alpha * aux
     if out.budget is not None:  # SoftSAE: a soft ceiling on the mean budget
         loss = loss + config.soft_target_weight * torch.nn.functional.softplus(out.budget.mean() - config.k)
-    return {"loss": loss, "fvu": fvu, "penalty": penalty, "auxk": aux, "out": out}
+    on = out.codes.detach() != 0
+    return {"loss": loss, "fvu": fvu, "penalty": penalty, "auxk": aux, "out": out, "fired": on.any(0),
+            "l0": on.sum(1).float().mean()}
+
+
+def make_optimizer(sae: SAE, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam; fused (one kernel for all parameters) on CPU and CUDA, where PyTorch has it."""
+    fused = sae.W_dec.device.type in ("cpu", "cuda")
+    return torch.optim.Adam(sae.parameters(), lr=config.lr, fused=fused)
+
+
+def train_step(sae: SAE, optimizer: torch.optim.Optimizer, x: Tensor, config: TrainConfig, dead: Tensor,
+               lr: float, loss_terms=loss_terms) -> dict[str, Tensor]:
+    """One optimisation step on ``x`` [B, d]: loss, backward, decoder-gradient projection, Adam, renormalisation."""
+    terms = loss_terms(sae, x, config, dead)
+    optimizer.zero_grad(set_to_none=True)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    terms["loss"].backward()
+    sae.project_decoder_grad()
+    optimizer.step()
+    sae.normalize_decoder()
+    return terms
 
 
 def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLike | None = None,
@@ -192,47 +239,43 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     """
     if resume and (checkpoint is None or not (Path(checkpoint) / "state.safetensors").is_file()):
         raise SaeLiteError(f"nothing to resume in {checkpoint}; train without --resume first")
-    device = resolve_device(config.device)
+    job = distributed.context()  # one process, or one of a torchrun job
+    job.check(config)
+    device = job.device(config.device)
     torch.manual_seed(config.seed)
     sae = SAE(dataset.d, config.n_latents, config.k, config.activation, seed=config.seed,
               **config.sae_options()).to(device)
     sample = batch_indices(dataset.n, min(dataset.n, 4096), config.seed, 0)
-    sae.init_b_pre(torch.as_tensor(np.asarray(dataset.x[sample], np.float32), device=device), config.b_pre_init)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr)
+    sae.init_b_pre(torch.as_tensor(stream.take_rows(dataset.x, sample), device=device), config.b_pre_init)
+    optimizer = make_optimizer(sae, config)
     since_fired = torch.zeros(config.n_latents, dtype=torch.long, device=device)
     history: dict[str, list[float]] = {key: [] for key in ("step", "loss", "fvu", "penalty", "auxk", "l0", "dead")}
     start = 0
     if resume:
         start, history = _load_state(Path(checkpoint), sae, optimizer, since_fired, config)
 
-    batches = Batches(dataset.x, config.batch_size, config.seed, device)
+    batches = Batches(dataset.x, config.batch_size, config.seed, device, shard=(job.rank, job.world))
+    step_loss = job.loss_terms(sae, config)
     end = config.steps if stop_at is None else min(stop_at, config.steps)
-    bar = _progress_bar(range(start, end), config.steps, start, progress)
+    bar = _progress_bar(range(start, end), config.steps, start, progress if job.is_main else False)
     for step in bar:
         sae.hard = step >= (1 - config.hard_fraction) * config.steps  # only SoftSAE reads it
         dead = since_fired >= config.dead_after
-        terms = loss_terms(sae, batches(step), config, dead)
-        optimizer.zero_grad(set_to_none=True)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
-        terms["loss"].backward()
-        sae.project_decoder_grad()
-        optimizer.step()
-        sae.normalize_decoder()
-
-        codes = terms["out"].codes.detach()
-        since_fired += codes.shape[0]
-        since_fired[(codes != 0).any(0)] = 0
+        x = batches(step)
+        terms = train_step(sae, optimizer, x, config, dead, learning_rate(config, step), step_loss)
+        since_fired += batches.batch_size  # the global batch
+        since_fired[job.any(terms["fired"])] = 0
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            row = {key: float(terms[key].detach()) for key in ("loss", "fvu", "penalty", "auxk")}
-            row.update(step=step + 1, l0=float((codes != 0).sum(1).float().mean()),
-                       dead=int((since_fired >= config.dead_after).sum()))
+            row = {key: float(terms[key].detach()) for key in ("loss", "fvu", "penalty", "auxk", "l0")}
+            row = job.reduce_row(row, x.shape[0])
+            row.update(step=step + 1, dead=int((since_fired >= config.dead_after).sum()))
             for key, value in row.items():
                 history[key].append(value)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}", dead=row["dead"])
-        if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == end):
+        if checkpoint is not None and job.is_main and ((step + 1) % checkpoint_every == 0 or step + 1 == end):
             _save_state(Path(checkpoint), sae, optimizer, since_fired, step + 1, history, config)
+    batches.close()
     sae.eval()
     return TrainResult(sae, history)
 

@@ -1,0 +1,124 @@
+"""The sparse backend equals the dense reference: same loss, gradients and weights (float tolerance)."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from sae_lite import SaeLiteError, kernels, penalties, sparsity
+from sae_lite.sae import SAE
+from sae_lite.train import TrainConfig, loss_terms, make_optimizer, train, train_step
+
+D, N, K, B = 24, 96, 6, 64
+CASES = {
+    "baseline": dict(auxk=False),
+    "offsupport": dict(auxk=False, penalty="offsupport", weight=0.1),
+    "offsupport-unmasked": dict(auxk=False, penalty="offsupport", weight=0.1, masked=False),
+    "ratio": dict(auxk=False, penalty="ratio", weight=0.1),
+    "ratio-unmasked": dict(auxk=False, penalty="ratio", weight=0.1, masked=False),
+    "auxk": dict(auxk=True, auxk_alpha=0.5, k_aux=8),
+    "all": dict(auxk=True, k_aux=40, penalty="ratio", weight=0.1),
+}
+
+
+def _setup(case: str, seed: int = 0):
+    config = TrainConfig(k=K, n_latents=N, lr=1e-2, **CASES[case])
+    gen = torch.Generator().manual_seed(seed)
+    # clustered inputs, so that some latents win no input of a batch and the batch-active set A < N
+    x = (torch.randn(B, 3, generator=gen) @ torch.randn(3, D, generator=gen) + 0.1 * torch.randn(B, D, generator=gen))
+    sae = SAE(D, N, K, seed=seed)
+    sae.init_b_pre(x, "mean")
+    dead = torch.arange(N) % 3 == 0
+    return config, x.double(), sae.double(), dead
+
+
+def _grads(sae: SAE, config: TrainConfig, x, dead) -> tuple[dict, dict]:
+    sae.zero_grad(set_to_none=True)
+    terms = loss_terms(sae, x, config, dead)
+    terms["loss"].backward()
+    return terms, {name: p.grad.clone() for name, p in sae.named_parameters()}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_sparse_loss_and_gradients_equal_dense(case):
+    config, x, sae, dead = _setup(case)
+    dense, dense_grads = _grads(sae, config, x, dead)
+    sparse, sparse_grads = _grads(sae, replace(config, backend="sparse"), x, dead)
+    for key in ("loss", "fvu", "penalty", "auxk", "l0"):
+        torch.testing.assert_close(sparse[key], dense[key], rtol=1e-10, atol=1e-12, msg=key)
+    assert torch.equal(sparse["fired"], dense["fired"])
+    for name, grad in dense_grads.items():
+        torch.testing.assert_close(sparse_grads[name], grad, rtol=1e-9, atol=1e-12, msg=name)
+    if case != "baseline":
+        assert dense["penalty"] > 0 or dense["auxk"] > 0  # the case exercises its term
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_sparse_weights_equal_dense_after_steps(case):
+    config, x, sae, dead = _setup(case, seed=1)
+    trained = {}
+    for backend in ("dense", "sparse"):
+        model = SAE(D, N, K).double()
+        model.load_state_dict(sae.state_dict())
+        optimizer = make_optimizer(model, config)
+        for _ in range(5):
+            train_step(model, optimizer, x, replace(config, backend=backend), dead, config.lr)
+        trained[backend] = model
+    for (name, p), q in zip(trained["dense"].named_parameters(), trained["sparse"].parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-8, atol=1e-10, msg=name)
+        assert not torch.equal(p, sae.get_parameter(name))  # the steps moved it
+
+
+def test_penalty_block_is_restricted_to_batch_active_units():
+    config, x, sae, dead = _setup("ratio")
+    index = kernels.top_k(sae.pre_activations(x).detach(), K)[1]
+    assert len(index.unique()) < N  # so the masked path runs on a strict subset of columns
+
+
+def test_top_k_matches_the_selection_rule_with_ties_at_zero():
+    pre = torch.tensor([[3.0, -1.0, 2.0, -2.0, 0.5], [-1.0, -2.0, 0.7, -3.0, -0.5]])
+    values, index = kernels.top_k(pre, 3)
+    reference = torch.relu(pre).topk(3, dim=1, sorted=False).indices.sort(dim=1).values
+    assert torch.equal(index, reference) and torch.equal(values, torch.relu(pre).gather(1, index))
+
+
+def test_sparse_training_matches_dense_training(small_planted):
+    config = TrainConfig(k=8, n_latents=128, steps=30, batch_size=128, log_every=10, penalty="offsupport",
+                         weight=0.01, dead_after=256)
+    dense, dense_history = train(config, small_planted, progress=False)
+    sparse, sparse_history = train(replace(config, backend="sparse"), small_planted, progress=False)
+    for p, q in zip(dense.parameters(), sparse.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
+    assert dense_history["dead"] == sparse_history["dead"]
+    for key in ("loss", "fvu", "penalty", "auxk"):
+        torch.testing.assert_close(torch.tensor(sparse_history[key]), torch.tensor(dense_history[key]), rtol=1e-4, atol=1e-6)
+
+
+def test_backend_is_validated(monkeypatch):
+    with pytest.raises(SaeLiteError, match="backend must be"):
+        TrainConfig(backend="fast")
+    monkeypatch.setitem(sparsity.SELECTIONS, "abstopk", sparsity.topk)  # any rule the kernels do not implement
+    TrainConfig(activation="abstopk")
+    with pytest.raises(SaeLiteError, match="use --backend dense"):
+        TrainConfig(activation="abstopk", backend="sparse")
+
+
+@pytest.mark.parametrize("name", ["offsupport", "ratio"])
+def test_closed_form_penalty_gradients_match_autograd(name):
+    gen = torch.Generator().manual_seed(2)
+    pre = torch.randn(6, 10, generator=gen, dtype=torch.float64)
+    pre[2] = -1.0  # a row with no positive activation: the ratio's guarded 0/0
+    support = pre.topk(3, dim=1).indices.sort(dim=1).values
+    value, grad = kernels.PENALTY_GRADS[name](pre.relu(), support)
+    leaf = pre.clone().requires_grad_()
+    mask = torch.zeros_like(pre, dtype=torch.bool).scatter_(1, support, True)
+    reference = penalties.get(name)(leaf.relu(), mask, masked=False)
+    reference.backward()
+    torch.testing.assert_close(value, reference.detach(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, leaf.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_sparse_backend_refuses_a_penalty_it_lacks(monkeypatch):
+    monkeypatch.setitem(penalties.PENALTIES, "l0", penalties.no_penalty)
+    with pytest.raises(SaeLiteError, match="implements the penalties"):
+        TrainConfig(penalty="l0", weight=0.1, backend="sparse")
