@@ -77,3 +77,23 @@ def test_only_result_modules_change_the_code_hash(tmp_path, monkeypatch):
     assert experiments.code_hash() == before
     (tmp_path / "sae.py").write_text((package / "sae.py").read_text() + "\n# the model changed\n")
     assert experiments.code_hash() != before
+
+
+def test_result_modules_cover_every_module_a_run_imports():
+    """A module the training and evaluation code imports changes results: it must enter the cache key.
+
+    Not followed: experiments' lazy imports that only check input (embed.check_backbone) or write the
+    reproduction's outputs (reproduce), and the package's version string."""
+    import ast
+    package = Path(experiments.__file__).parent
+    needed, todo = set(), ["experiments.py"]
+    while todo:
+        name = todo.pop()
+        if name in needed or name in ("embed.py", "reproduce.py", "__init__.py"):
+            continue
+        needed.add(name)
+        for node in ast.walk(ast.parse((package / name).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sae_lite"):
+                modules = [node.module.split(".")[1]] if "." in node.module else [a.name for a in node.names]
+                todo += [f"{m}.py" for m in modules if (package / f"{m}.py").is_file()]
+    assert needed <= set(experiments.RESULT_MODULES), needed - set(experiments.RESULT_MODULES)
