@@ -152,6 +152,8 @@ def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[
         codes_test, _ = metrics.encode_all(run.sae, test_set.x)
         probe = metrics.truncated_probe(codes_train, train_set.labels, codes_test, test_set.labels, ms)
         result["probe_by_m"] = {str(m): v for m, v in probe.items()}
+    elif ms:
+        result["probe_skipped"] = "the data has no single-label classes to probe"
     runs.write_json(Path(path) / "evaluation.json", result)
     return result
 
@@ -258,7 +260,8 @@ def _cached_evaluation(path: Path, ks: list[int], ms: list[int]) -> dict:
     if saved.is_file():
         evaluation = json.loads(saved.read_text())
         probes = evaluation.get("probe_by_m", {})
-        if all(str(k) in evaluation["r2_by_k"] for k in ks) and (not probes or all(str(m) in probes for m in ms)):
+        probed = "probe_skipped" in evaluation or all(str(m) in probes for m in ms)
+        if all(str(k) in evaluation["r2_by_k"] for k in ks) and probed:
             return evaluation
     return evaluate_run(path, ks=ks, ms=ms)
 

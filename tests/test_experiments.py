@@ -97,3 +97,10 @@ def test_result_modules_cover_every_module_a_run_imports():
                 modules = [node.module.split(".")[1]] if "." in node.module else [a.name for a in node.names]
                 todo += [f"{m}.py" for m in modules if (package / f"{m}.py").is_file()]
     assert needed <= set(experiments.RESULT_MODULES), needed - set(experiments.RESULT_MODULES)
+
+
+def test_an_evaluation_without_probes_is_not_reused_for_probes(cache):
+    row = run_grid("planted", [METHODS["baseline"]], ks=[4], seeds=(0,), profile=TINY, probe_ms=(), n_latents=64)[0]
+    assert not any(key.startswith("probe_m") for key in row)
+    again = run_grid("planted", [METHODS["baseline"]], ks=[4], seeds=(0,), profile=TINY, probe_ms=(1,), n_latents=64)[0]
+    assert again["path"] == row["path"] and 0 < again["probe_m1"] <= 1
