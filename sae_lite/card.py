@@ -113,11 +113,18 @@ def seed_stability(seeds: list[int], metrics: list[dict], dictionaries: list[Ten
         raise ValueError("seed_stability needs two or more runs, with one metrics dict and dictionary each")
     shared = [key for key in metrics[0] if all(isinstance(m.get(key), (int, float)) for m in metrics)]
     fields: dict = {"seeds": ", ".join(map(str, seeds))}
-    fields.update({f"{key}_std": float(np.nanstd([m[key] for m in metrics], ddof=1)) for key in shared})
+    fields.update({f"{key}_std": _std([m[key] for m in metrics]) for key in shared})
     pairs = [(a, b) for a in range(len(dictionaries)) for b in range(len(dictionaries)) if a != b]
     fields["dictionary_mmcs"] = float(np.mean([feature_recovery(dictionaries[b], dictionaries[a])["recovery_mmcs"]
                                                for a, b in pairs]))
     return fields
+
+
+def _std(values: list[float]) -> float:
+    """Standard deviation (ddof=1) of the finite values; NaN when fewer than two are finite."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.std(ddof=1)) if len(finite) > 1 else float("nan")
 
 
 def write_card(directory: str | Path, **kwargs) -> dict:

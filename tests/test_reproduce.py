@@ -1,4 +1,5 @@
 import csv
+import math
 import json
 
 import numpy as np
@@ -194,3 +195,17 @@ def test_results_dir_is_named_by_the_grid(tiny):
     assert results_dir(quick) == results_dir(experiments.grid("quick"))
     assert results_dir(quick).name.startswith("quick-") and results_dir(quick).parent.name == "reproduce"
     assert results_dir(experiments.Grid(TINY, TINY_CELLS, methods=("baseline",))) != results_dir(quick)
+
+
+def test_seed_stability_std_skips_non_finite_values_without_a_warning():
+    import warnings
+    import torch
+    from sae_lite.card import seed_stability
+    dictionaries = [torch.nn.functional.normalize(torch.randn(8, 4, generator=torch.Generator().manual_seed(s)), dim=1)
+                    for s in (0, 1, 2)]
+    metrics = [{"r2": 0.8, "ms_mean": float("nan")}, {"r2": 0.9, "ms_mean": 0.2}, {"r2": 1.0, "ms_mean": float("nan")}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fields = seed_stability([0, 1, 2], metrics, dictionaries)
+    assert fields["r2_std"] == pytest.approx(0.1)
+    assert math.isnan(fields["ms_mean_std"])
