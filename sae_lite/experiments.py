@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from sae_lite import data as datasets
 from sae_lite import card, distributed, metrics, runs
@@ -231,13 +234,39 @@ def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tupl
     """
     profile = profile or active_profile()
     spec = grid_spec(data, profile)
-    rows = []
-    for method in methods:
-        for k in ks:
-            for seed in profile.seeds if seeds is None else seeds:
-                run = cached_run(method.config(k, seed, profile, **overrides), spec, progress=progress)
-                rows.append(_grid_row(run, method, k_factors, probe_ms))
-    return rows
+    jobs = [(method, method.config(k, seed, profile, **overrides)) for method in methods for k in ks
+            for seed in (profile.seeds if seeds is None else seeds)]
+    paths = [run_path(config, spec) for _, config in jobs]
+    missing = [i for i, path in enumerate(paths) if paths.index(path) == i and not (path / "metrics.json").is_file()]
+    workers = min(parallel_jobs(), len(missing))
+    rows: dict[int, dict] = {}
+    if workers > 1:  # train the missing runs side by side; cached ones are only loaded, below
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: safe under Jupyter and torch
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+                                 initargs=(threads,)) as pool:
+            futures = {i: pool.submit(_train_and_evaluate, *jobs[i], spec, k_factors, probe_ms, False) for i in missing}
+            rows = {i: future.result() for i, future in futures.items()}
+    return [rows[i] if i in rows else _train_and_evaluate(method, config, spec, k_factors, probe_ms, progress)
+            for i, (method, config) in enumerate(jobs)]
+
+
+def parallel_jobs() -> int:
+    """How many runs of a grid train at once: ``SAE_LITE_JOBS`` (default 1: in this process).
+
+    With more, the grid's uncached runs train in that many worker processes, each with
+    cores / jobs torch threads; results are the same as training them one after the other.
+    """
+    value = os.environ.get("SAE_LITE_JOBS", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise SaeLiteError(f"SAE_LITE_JOBS={value!r} must be a whole number >= 1 (runs trained at once)")
+    return int(value)
+
+
+def _train_and_evaluate(method: Method, config: TrainConfig, spec: dict, k_factors: tuple[float, ...],
+                        probe_ms: tuple[int, ...], progress: bool | None) -> dict:
+    """One grid row: the run of ``config`` (trained once, then cached) and its evaluation."""
+    return _grid_row(cached_run(config, spec, progress=progress), method, k_factors, probe_ms)
 
 
 def _grid_row(run: runs.Run, method: Method, k_factors: tuple[float, ...], probe_ms: tuple[int, ...]) -> dict:

@@ -104,3 +104,21 @@ def test_an_evaluation_without_probes_is_not_reused_for_probes(cache):
     assert not any(key.startswith("probe_m") for key in row)
     again = run_grid("planted", [METHODS["baseline"]], ks=[4], seeds=(0,), profile=TINY, probe_ms=(1,), n_latents=64)[0]
     assert again["path"] == row["path"] and 0 < again["probe_m1"] <= 1
+
+
+def test_parallel_jobs_train_the_same_runs(cache, monkeypatch):
+    methods = [METHODS["baseline"], METHODS["ratio"]]
+    serial = run_grid("planted", methods, ks=[4], seeds=(0,), profile=TINY, probe_ms=(1,), n_latents=32)
+    monkeypatch.setenv("SAE_LITE_CACHE", str(cache / "parallel"))
+    monkeypatch.setenv("SAE_LITE_JOBS", "2")
+    parallel = run_grid("planted", methods, ks=[4], seeds=(0,), profile=TINY, probe_ms=(1,), n_latents=32)
+    assert [Path(r["path"]).name for r in parallel] == [Path(r["path"]).name for r in serial]
+    assert all(Path(r["path"]).parent.parent == cache / "parallel" for r in parallel)
+    for a, b in zip(serial, parallel):
+        assert (a["r2"], a["r2_x4"], a["probe_m1"]) == pytest.approx((b["r2"], b["r2_x4"], b["probe_m1"]), abs=1e-6)
+
+
+def test_parallel_jobs_must_be_a_positive_count(monkeypatch):
+    monkeypatch.setenv("SAE_LITE_JOBS", "two")
+    with pytest.raises(experiments.SaeLiteError, match="SAE_LITE_JOBS"):
+        experiments.parallel_jobs()
