@@ -7,8 +7,9 @@ methods, data set, training k) is one *part* of the claim, judged by one rule:
   the claimed direction by more than two standard errors, *contradicts* it if it is in the opposite
   direction by more than two standard errors, and is *inconclusive* otherwise;
 - a "no cost" part (say R^2 must not drop) *supports* the claim if the difference minus two
-  standard errors stays above ``-TOLERANCE`` (the drop is smaller than the tolerance), and
-  *contradicts* it otherwise;
+  standard errors stays above ``-TOLERANCE`` (any drop is smaller than the tolerance),
+  *contradicts* it if the difference plus two standard errors stays below ``-TOLERANCE`` (a drop
+  larger than the tolerance), and is *inconclusive* otherwise (the noise is too large to tell);
 - the standard error is sqrt(s_t^2 / n_t + s_c^2 / n_c) over seeds. With a single seed the spread is
   unknown: the parts are judged on the sign alone and the verdict says so.
 
@@ -106,7 +107,9 @@ def outcome(part: dict, direction: str) -> str:
     diff, se = part["diff"], part["se"]
     margin = 0.0 if math.isnan(se) else 2 * se
     if direction == "no cost":
-        return "supports" if diff - margin > -TOLERANCE else "contradicts"
+        if diff - margin > -TOLERANCE:
+            return "supports"
+        return "contradicts" if diff + margin < -TOLERANCE else "inconclusive"
     signed = diff if direction == "higher" else -diff
     if signed > margin:
         return "supports"

@@ -72,6 +72,8 @@ def test_no_cost_parts_fail_on_a_real_drop():
     costly = result([0.85, 0.86, 0.85])                                   # drop of 0.047
     assert costly["verdict"] == "mixed"
     assert [p["outcome"] for p in costly["parts"]] == ["supports", "contradicts"]
+    noisy = result([0.95, 0.88, 0.85])                                    # drop of 0.007 ± 0.030
+    assert [p["outcome"] for p in noisy["parts"]] == ["supports", "inconclusive"]
 
 
 def test_lower_direction_and_data_sets_are_separate():
