@@ -1,0 +1,202 @@
+"""The chapters' findings in plain words: Markdown whose numbers and directions come from the rows.
+
+A chapter's verdict is written when the chapter runs, for the profile it runs under. Every number
+is a mean ± std over seeds (`experiments.summarize`); every direction ("higher", "lower", "about
+the same") is chosen by the two-standard-error rule of `claims.outcome`, so a sentence stays true
+when the numbers change. With one seed the spread is unknown: directions are read on the sign
+alone, and the text says so. This module only presents results; no run depends on it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sae_lite import claims
+from sae_lite.errors import SaeLiteError
+from sae_lite.experiments import PROFILE_SETTINGS, Profile, active_profile, summarize
+
+#: How an outcome of `claims.outcome` (direction "higher") reads for a value and for a count.
+HIGHER = {"supports": "higher", "contradicts": "lower", "inconclusive": "about the same"}
+MORE = {"supports": "more", "contradicts": "fewer", "inconclusive": "about as many"}
+#: How the text names the methods of `experiments.METHODS`.
+NAMES = {"baseline": "Top-k", "ratio": "Top-k + ratio", "softsae": "SoftSAE", "batchtopk": "BatchTopK",
+         "abstopk": "AbsTopK"}
+
+
+def by_method(rows: list[dict], metrics: list[str]) -> dict[str, dict]:
+    """`experiments.summarize` of ``rows`` (one grid cell) keyed by method."""
+    return {entry["method"]: entry for entry in summarize(rows, metrics, by=("method",))}
+
+
+def value(entry: dict, metric: str, digits: int = 3, percent: bool = False) -> str:
+    """``mean ± std`` of ``metric`` in a `summarize` entry; the mean alone for one seed."""
+    mean, std = entry[f"{metric}_mean"], entry[f"{metric}_std"]
+    if math.isnan(mean):
+        return "undefined"
+    scale, unit = (100, " %") if percent else (1, "")
+    spread = f" ± {std * scale:.{digits}f}" if entry["n"] > 1 else ""
+    return f"{mean * scale:.{digits}f}{spread}{unit}"
+
+
+def part(rows: list[dict], metric: str, treatment: str, control: str) -> dict:
+    """`claims.compare` of treatment vs control on ``metric`` over all ``rows`` (one grid cell)."""
+    parts = claims.compare(rows, metric, treatment, control, by=())
+    if not parts:
+        raise SaeLiteError(f"no rows of both {treatment!r} and {control!r} with {metric!r}; "
+                           "pass the rows of the chapter's grid")
+    return parts[0]
+
+
+def word(rows: list[dict], metric: str, treatment: str, control: str, words: dict[str, str] = HIGHER) -> str:
+    """Treatment vs control on ``metric`` in one word, by the rule of `claims.outcome`."""
+    compared = part(rows, metric, treatment, control)
+    if math.isnan(compared["diff"]):
+        return "not comparable"
+    return words[claims.outcome(compared, "higher")]
+
+
+def than(direction: str, name: str) -> str:
+    """``higher than NAME``, ``about the same as NAME``, ..."""
+    return f"{direction} as {name}" if direction.startswith("about") else \
+        f"{direction} with {name}" if direction == "not comparable" else f"{direction} than {name}"
+
+
+def tally(rows: list[dict], treatment: str, controls: list[str], metrics: dict[str, str]) -> str:
+    """``higher on R²; lower on MS and purity``: treatment against every control, metric by metric
+    (``mixed`` where the controls disagree)."""
+    groups: dict[str, list[str]] = {}
+    for metric, label in metrics.items():
+        directions = {word(rows, metric, treatment, control) for control in controls}
+        groups.setdefault(directions.pop() if len(directions) == 1 else "mixed", []).append(label)
+    return "; ".join(f"{direction} on {' and '.join(labels)}" for direction, labels in groups.items())
+
+
+def spread(n: int) -> str:
+    """What the seeds allow one to read from the text above."""
+    if n > 1:
+        return (f"Means ± std over {n} seeds; a direction is named only where the difference exceeds two "
+                "standard errors, as in the boxes.")
+    default = PROFILE_SETTINGS["default"]
+    return (f"**One seed: the spread is unknown**, so every direction above is read on the sign alone and "
+            f"is no evidence either way; judge the claims by the `default` profile ({len(default.seeds)} "
+            f"seeds, {default.steps} steps).")
+
+
+def verdicts(rows: list[dict], ids: list[str]) -> str:
+    """``claim id: verdict`` for each of the `claims.EXTENSION_CLAIMS` named by ``ids``."""
+    results = claims.evaluate_claims(rows, [claims.EXTENSION_CLAIMS[i] for i in ids])
+    return "; ".join(f"`{r['claim']}` **{claims.verdict_text(r)}**" for r in results)
+
+
+def heading(profile: Profile, n: int, k: int, data: str) -> str:
+    """The verdict's first line: the profile and the grid cell the numbers come from."""
+    seeds = f"{n} seed" + ("s" if n != 1 else "")
+    return f"**Plain verdict** (profile `{profile.name}`: {seeds}, {profile.steps} steps, k = {k}, `{data}`)."
+
+
+def signed_findings(rows: list[dict], recovery: list[dict], profile: Profile | None = None) -> str:
+    """Chapter 7's verdict: AbsTopK against Top-k on signed planted atoms.
+
+    ``rows``: `grids.signed`; ``recovery``: one dict per run with ``method``, ``seed``,
+    ``best |cos|`` and ``best cos (signed)`` (the recovery score without and with the sign).
+    """
+    s = by_method(rows, ["opposite_pairs", "pair", "one_latent", "missed", "r2", "signed_atoms"])
+    rec = by_method(recovery, ["best |cos|", "best cos (signed)"])
+    if not {"baseline", "abstopk"} <= s.keys() & rec.keys():
+        raise SaeLiteError("signed_findings needs the rows of both 'baseline' and 'abstopk' (grids.signed())")
+    t, a, n = s["baseline"], s["abstopk"], min(s["baseline"]["n"], s["abstopk"]["n"])
+    pct = lambda e, m: value(e, m, 1, percent=True)  # noqa: E731
+    cost = {"supports": f"no reconstruction cost (any drop is within the boxes' tolerance of {claims.TOLERANCE})",
+            "contradicts": f"a reconstruction cost beyond the boxes' tolerance of {claims.TOLERANCE}",
+            "inconclusive": f"the noise cannot tell whether it costs more than the tolerance of {claims.TOLERANCE}"
+            }[claims.outcome(part(rows, "r2", "abstopk", "baseline"), "no cost")]
+    signed_gap = rec["baseline"]["best cos (signed)_mean"] - rec["abstopk"]["best cos (signed)_mean"]
+    abs_gap = rec["baseline"]["best |cos|_mean"] - rec["abstopk"]["best |cos|_mean"]
+    text = [heading(profile or active_profile(), n, rows[0]["k"], rows[0]["data"]),
+            f"Top-k dictionaries held {value(t, 'opposite_pairs', 1)} pairs of nearly opposite atoms, AbsTopK "
+            f"dictionaries {value(a, 'opposite_pairs', 1)} "
+            f"({word(rows, 'opposite_pairs', 'abstopk', 'baseline', MORE)}).",
+            f"Of the {t['signed_atoms_mean']:.0f} signed atoms of the test split, Top-k covered {pct(t, 'pair')} "
+            f"with such a pair and {pct(t, 'one_latent')} with a single latent; AbsTopK covered {pct(a, 'pair')} "
+            f"with a pair ({word(rows, 'pair', 'abstopk', 'baseline', HIGHER)}) and {pct(a, 'one_latent')} with "
+            f"exactly one latent ({word(rows, 'one_latent', 'abstopk', 'baseline', HIGHER)}).",
+            f"Top-k missed {pct(t, 'missed')} of them and AbsTopK {pct(a, 'missed')} (no latent with |cos| > 0.9).",
+            f"AbsTopK's R² was {value(a, 'r2')} against Top-k's {value(t, 'r2')}: {cost}.",
+            f"The signed recovery score of chapter 1 was {value(rec['abstopk'], 'best cos (signed)')} for AbsTopK "
+            f"against {value(rec['baseline'], 'best cos (signed)')} "
+            f"({word(recovery, 'best cos (signed)', 'abstopk', 'baseline')}); with the sign ignored (|cos|) "
+            f"{value(rec['abstopk'], 'best |cos|')} against {value(rec['baseline'], 'best |cos|')} "
+            f"({word(recovery, 'best |cos|', 'abstopk', 'baseline')})."]
+    if signed_gap > 0 and abs_gap < signed_gap:
+        text.append(f"Ignoring the sign closes {1 - max(abs_gap, 0) / signed_gap:.0%} of AbsTopK's signed gap: "
+                    "that part is atoms it learned with the opposite sign.")
+    text.append(f"By the rule of the boxes: {verdicts(rows, ['abstopk_pairs', 'abstopk_single'])}.")
+    return " ".join(text) + "\n\n" + spread(n)
+
+
+def budget_findings(rows: list[dict]) -> str:
+    """Does SoftSAE's k_hat track the true number of active atoms, and better than the others' L0?"""
+    s = by_method(rows, ["budget_rank_corr"])
+    rho = {name: value(s[name], "budget_rank_corr") for name in ("softsae", "baseline", "ratio", "batchtopk")}
+    vs = {name: word(rows, "budget_rank_corr", "softsae", name) for name in ("baseline", "ratio", "batchtopk")}
+    text = (f"*Does the budget follow the data?* Spearman ρ between SoftSAE's $\\hat k(\\mathbf{{x}})$ and the "
+            f"true number of active atoms was {rho['softsae']}, {than(vs['baseline'], 'that of Top-k')}'s L0 "
+            f"({rho['baseline']}). The L0 of Top-k + ratio reached {rho['ratio']} and that of BatchTopK "
+            f"{rho['batchtopk']}: SoftSAE's ρ was {than(vs['ratio'], 'the first')} and {than(vs['batchtopk'], 'the second')}. ")
+    if vs["baseline"] == "not comparable":
+        text += "Top-k's ρ is undefined: its L0 was the same on every test input. "
+    elif vs["baseline"] != "higher":
+        against = " Its k̂ even runs against the true count (ρ < 0)." if s["softsae"]["budget_rank_corr_mean"] < 0 else ""
+        return text + ("So here SoftSAE's budget does not track the data better than Top-k's L0 (at most k by "
+                       "construction)." + against)
+    rivals = [NAMES[name] for name in ("ratio", "batchtopk") if vs[name] != "higher"]
+    if rivals:
+        return text + (f"So the budget tracks the data, but that is not special to SoftSAE: {' and '.join(rivals)} "
+                       "track it as well or better without a budget head.")
+    return text + "So the budget tracks the data, better than every other rule here."
+
+
+def matched_findings(rows: list[dict], same_l0: list[dict]) -> str:
+    """SoftSAE against Top-k and Top-k + ratio trained at its mean L0."""
+    s = by_method(same_l0, ["l0", "r2", "ms_mean", "purity_mean"])
+    r2 = part(same_l0, "r2", "softsae", "baseline")
+    se = "" if math.isnan(r2["se"]) else f" ± {r2['se']:.3f}"
+    three = lambda m: f"{value(s['softsae'], m)} against {value(s['baseline'], m)} and {value(s['ratio'], m)}"  # noqa: E731
+    summary = tally(same_l0, "softsae", ["baseline", "ratio"],
+                    {"r2": "R²", "ms_mean": "monosemanticity", "purity_mean": "class purity"})
+    return (f"*At matched mean L0.* SoftSAE settled at a mean L0 of {value(s['softsae'], 'l0', 2)} (target "
+            f"k = {rows[0]['k']}); Top-k and Top-k + ratio were trained at k = {same_l0[0]['k']}. R² {three('r2')} "
+            f"(SoftSAE − Top-k: {r2['diff']:+.3f}{se}); monosemanticity {three('ms_mean')}; class purity "
+            f"{three('purity_mean')}. Against both, SoftSAE is {summary}.")
+
+
+def inference_findings(rows: list[dict]) -> str:
+    """R² at inference budgets k' other than k, and the top-m probes, across the four rules."""
+    s = by_method(rows, ["l0", "r2", "r2_x0.25", "r2_x2", "r2_x4", "probe_m1"])
+    bt, topk = s["batchtopk"], s["baseline"]
+    at = lambda m: f"{value(bt, m)} against {value(topk, m)} ({word(rows, m, 'batchtopk', 'baseline')})"  # noqa: E731
+    text = (f"*k' and probing.* BatchTopK's R² at k' = 2k was {at('r2_x2')}, at 4k {at('r2_x4')}, and below k "
+            f"(k/4) {at('r2_x0.25')}, each against Top-k's. SoftSAE run as a per-input Top-k' reached "
+            f"{value(s['softsae'], 'r2_x4')} at 4k (its own R²: {value(s['softsae'], 'r2')}); its decoder was "
+            f"trained on about {s['softsae']['l0_mean']:.0f} units per input.")
+    probes = [entry["probe_m1_mean"] for entry in s.values() if not math.isnan(entry["probe_m1_mean"])]
+    if probes:
+        text += (f" Probes on the top-1 code (m = 1) of the {len(probes)} rules ranged from {min(probes):.3f} to {max(probes):.3f} "
+                 f"(a spread of {max(probes) - min(probes):.3f}).")
+    return text
+
+
+def adaptive_findings(rows: list[dict], same_l0: list[dict], profile: Profile | None = None) -> str:
+    """Chapter 8's verdict: SoftSAE's budget, the matched-L0 comparison, and k' and probing.
+
+    ``rows``: `grids.adaptive`; ``same_l0``: `grids.matched` of those rows.
+    """
+    missing = {"baseline", "ratio", "softsae", "batchtopk"} - {row["method"] for row in rows}
+    if missing:
+        raise SaeLiteError(f"adaptive_findings needs the rows of {sorted(missing)} too (grids.adaptive())")
+    n = min(entry["n"] for table in (rows, same_l0) for entry in by_method(table, []).values())
+    bullets = [budget_findings(rows), matched_findings(rows, same_l0), inference_findings(rows),
+               f"By the rule of the boxes: "
+               f"{verdicts(rows, ['softsae_budget'])}; {verdicts(same_l0, ['softsae_matched', 'softsae_matched_interpretability'])}."]
+    return (heading(profile or active_profile(), n, rows[0]["k"], rows[0]["data"]) + "\n\n"
+            + "\n".join(f"- {b}" for b in bullets) + "\n\n" + spread(n))
