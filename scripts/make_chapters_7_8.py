@@ -15,6 +15,9 @@ from make_notebooks import SETUP, exercise, objectives, write  # noqa: E402
 
 CHAPTERS: dict[str, list[tuple[str, str]]] = {}
 
+#: The chapters' verdicts are written by `sae_lite.findings` from the runs, for the profile that ran.
+LEAD_IN = "The verdict in words, written by `sae_lite.findings` from the runs above for the profile this page ran with:"
+
 CHAPTERS["07_abstopk_and_the_proximal_view"] = [
     ("md", """# 7. AbsTopK and the proximal view
 
@@ -117,23 +120,18 @@ rule of `sae_lite.claims` (two standard errors over seeds; every part must hold)
                                           claims.EXTENSION_CLAIMS["abstopk_single"]]))"""),
     ("md", """AbsTopK also changes the recovery score of chapter 1, which counts the sign of the cosine: an
 AbsTopK latent may learn an atom's *negative* direction and fire with negative codes. With the sign
-ignored (|cos|), the two rules recover the planted atoms about equally well:"""),
+ignored (|cos|), the score only asks whether a latent found the atom, in either direction:"""),
     ("code", """recovery = [{"method": r["method"], "seed": r["seed"],
              "best |cos|": metrics.feature_recovery(runs.load_run(r["path"]).sae.W_dec.detach(), test.atoms,
                                                      signed=False)["recovery_mmcs"],
              "best cos (signed)": r["recovery_mmcs"]} for r in rows]
 pd.DataFrame(summarize(recovery, ["best |cos|", "best cos (signed)"], by=("method",))).round(3)"""),
-    ("md", """**Plain verdict.** When this book was written, the `default` profile (3 seeds, k = 16, 512
-latents, 3000 steps, `planted-signed` with 44 signed atoms in the test split) showed the claim clearly.
-Top-k dictionaries held 38.3 ± 1.5 pairs of nearly opposite atoms, and 73.5 ± 2.6 % of the signed
-atoms were covered by such a pair (3.8 ± 2.6 % by a single latent). AbsTopK dictionaries held no
-opposite pair (0 ± 0) and covered 77.3 ± 0.0 % of the signed atoms with exactly one latent. Both
-missed the same 22.7 % (no latent within |cos| > 0.9). AbsTopK did so at no reconstruction cost
-(R² 0.867 ± 0.000 against 0.860 ± 0.001). The signed recovery score drops for AbsTopK
-(0.69 ± 0.02 against 0.93 ± 0.00) only because it learns some atoms with the opposite sign; by
-|cos| it is 0.920 ± 0.003 against 0.935 ± 0.002, slightly lower. The box above is recomputed from
-the profile this page was built with; the `quick` profile (one seed, 600 steps) is a smoke test and
-its numbers differ."""),
+    ("md", LEAD_IN),
+    ("code", """from IPython.display import Markdown
+
+from sae_lite import findings
+
+display(Markdown(findings.signed_findings(rows, recovery)))"""),
     ("md", """## Exercises"""),
     ("md", exercise(1, "easy", 5, "Show with `prox.objective` that for an input with one large negative "
                     "pre-activation, the AbsTopK prox has a strictly smaller objective than the Top-k answer.",
@@ -266,29 +264,12 @@ if "probe_m1" in rows[0]:
 fig.tight_layout()
 table = pd.DataFrame(summarize(rows, [c for c in rows[0] if c.startswith(("r2_x", "probe_m"))], by=("method",)))
 table.round(3)"""),
-    ("md", """**Plain verdict.** When this book was written, the `default` profile (3 seeds, k = 16, 512
-latents, 3000 steps, planted data) gave:
+    ("md", LEAD_IN),
+    ("code", """from IPython.display import Markdown
 
-- *The budget tracks the data: yes, but it is not special to SoftSAE.* Spearman ρ between SoftSAE's
-  $\hat k(\mathbf{x})$ and the true number of active atoms was 0.712 ± 0.014, against 0.080 ± 0.040 for
-  Top-k's L0 (flat at k). Two rules without a budget head track it as well or better: Top-k + ratio
-  (its L0 varies because the ratio drives some kept activations to 0) reached 0.707 ± 0.008, and
-  BatchTopK with its inference threshold 0.862 ± 0.003.
-- *Matched mean L0: better reconstruction, less interpretable latents.* SoftSAE settled at a mean L0
-  of 10.98 ± 0.01 (below the target 16) with R² 0.878 ± 0.001; Top-k and Top-k + ratio trained at
-  k = 11 reached 0.858 ± 0.001 and 0.857 ± 0.000, so the R² part holds (+0.020 ± 0.001). But
-  SoftSAE's monosemanticity (0.152 ± 0.002 against 0.179 ± 0.003 and 0.207 ± 0.006) and class purity
-  (0.390 ± 0.007 against 0.474 ± 0.012 and 0.541 ± 0.012) were *lower*: on our data the adaptive
-  budget buys reconstruction, not interpretability.
-- *k' and probing.* BatchTopK was the most robust to a larger inference budget (R² at 2k: 0.884 ± 0.002,
-  at 4k: 0.880 ± 0.002, against Top-k's 0.861 ± 0.002 and 0.831 ± 0.005) and the least below k
-  (k/4: 0.686 ± 0.008 against 0.726 ± 0.001). SoftSAE run as per-input Top-k' collapses above k
-  (0.383 ± 0.013 at 4k): its decoder was trained on about 11 units per input. Top-m probes were within
-  about 0.03 of each other for all four rules (m = 1: 0.824-0.858).
+from sae_lite import findings
 
-The boxes above are recomputed from the profile this page was built with. In the `quick` profile (one
-seed, 600 steps) SoftSAE's head has not learned yet and its $\hat k$ can even anti-correlate with the
-true count: the claim needs the full training."""),
+display(Markdown(findings.adaptive_findings(rows, same_l0)))"""),
     ("md", """## Exercises"""),
     ("md", exercise(1, "easy", 5, "Check that the soft weights sum to $\\hat k$ and that their gradient "
                     "with respect to $\\hat k$ is positive.",
