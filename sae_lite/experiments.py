@@ -204,6 +204,9 @@ METHODS = {method.name: method for method in (
     Method("softsae", activation="soft"),           # chapter 8: a per-input budget k_hat(x)
 )}
 
+#: The methods of the paper's grid (`reproduce`): the baseline, both penalties, and their unmasked ablations.
+PAPER_METHODS = ("baseline", "offsupport", "ratio", "offsupport-nomask", "ratio-nomask")
+
 #: The mask ablation without AuxK (chapter 4): what the mask alone does to dead latents.
 ABLATIONS = {f"{name}-noauxk": replace(METHODS[name], name=f"{name}-noauxk", auxk=False)
              for name in ("offsupport", "ratio", "offsupport-nomask", "ratio-nomask")}
@@ -343,7 +346,7 @@ class Grid:
 
     profile: Profile
     cells: tuple[Cell, ...]
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = PAPER_METHODS
 
     def configs(self) -> list[tuple[Cell, dict, TrainConfig]]:
         """Every run of the grid as (cell, data spec, config), in the order `reproduce` trains them."""

@@ -29,8 +29,8 @@ from sae_lite import card, runs
 from sae_lite.backbones import BACKBONES
 from sae_lite.data import Dataset
 from sae_lite.errors import SaeLiteError
-from sae_lite.experiments import (METHODS, PAPER_BACKBONES, PAPER_DATASETS, PAPER_EXPANSION, PAPER_KS, PROFILE_SETTINGS,
-                                  Grid, cache_dir, run_grid, run_path)
+from sae_lite.experiments import (METHODS, PAPER_BACKBONES, PAPER_DATASETS, PAPER_EXPANSION, PAPER_KS, PAPER_METHODS,
+                                  PROFILE_SETTINGS, Grid, cache_dir, run_grid, run_path)
 from sae_lite.runs import write_atomic
 from sae_lite.train import TrainConfig, train
 
@@ -205,7 +205,7 @@ def measure_step_rate(d: int = 256, n_latents: int = 2048, steps: int = 20, devi
 def paper_train_flops() -> float:
     """FLOPs of training every run of the paper profile (evaluation and embedding extraction excluded)."""
     profile, batch = PROFILE_SETTINGS["paper"], TrainConfig().batch_size
-    runs_per_backbone = len(PAPER_DATASETS) * len(PAPER_KS) * len(METHODS) * len(profile.seeds)
+    runs_per_backbone = len(PAPER_DATASETS) * len(PAPER_KS) * len(PAPER_METHODS) * len(profile.seeds)
     dims = [BACKBONES[name].dim for name in PAPER_BACKBONES]  # 768, 1152, 1024
     return sum(runs_per_backbone * profile.steps * step_flops(d, PAPER_EXPANSION * d, batch) for d in dims)
 

@@ -147,7 +147,7 @@ rate = reproduce.measure_step_rate(d=d, n_latents=n, device="cpu")
 here = rate * reproduce.step_flops(d, n, TrainConfig().batch_size)
 print(f"measured here: {rate:.1f} steps/s at d={d}, N={n} -> {here / 1e9:.1f} GFLOP/s (a shared CPU)")
 paper_runs = (len(experiments.PAPER_DATASETS) * len(experiments.PAPER_BACKBONES) * len(experiments.PAPER_KS)
-              * len(experiments.METHODS) * len(experiments.PROFILE_SETTINGS["paper"].seeds))
+              * len(experiments.PAPER_METHODS) * len(experiments.PROFILE_SETTINGS["paper"].seeds))
 print(f"paper profile: {paper_runs} runs, {reproduce.paper_train_flops():.2e} FLOPs of training")
 estimate = [{"where": "this CPU (measured rate)", "TFLOP/s": here / 1e12, "hours": reproduce.paper_hours(here)}]
 estimate += [{"where": f"a GPU at an assumed {t} TFLOP/s", "TFLOP/s": t, "hours": reproduce.paper_hours(t * 1e12)}

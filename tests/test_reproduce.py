@@ -47,12 +47,12 @@ def read_csv(path):
 
 def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch):
     out = tiny / "results"
-    runs = len(experiments.METHODS) * 2
+    runs = len(experiments.PAPER_METHODS) * 2
     assert (first["runs"], first["trained"]) == (runs, runs)
 
     rows = read_csv(out / "results.csv")
     assert len(rows) == runs
-    assert {(row["method"], row["seed"]) for row in rows} == {(m, s) for m in experiments.METHODS for s in "01"}
+    assert {(row["method"], row["seed"]) for row in rows} == {(m, s) for m in experiments.PAPER_METHODS for s in "01"}
     columns = rows[0].keys()
     assert list(columns)[:3] == ["data", "backbone", "method"] and list(columns)[-1] == "path"
     for column in ("r2", "fvu", "ms_mean", "purity_mean", "dead", "r2_half_k", "r2_double_k",
@@ -145,7 +145,9 @@ def test_paper_grid_from_a_complete_store_layout(tmp_path):
     assert [cell.label for cell in grid.cells][:2] == ["imagenet-1k/clip-vit-l-14", "imagenet-1k/siglip2"]
     assert {cell.ks for cell in grid.cells} == {(32, 64, 128)} and grid.profile.seeds == (0, 1, 2)
     assert {cell.n_latents for cell in grid.cells} == {experiments.PAPER_EXPANSION * 32}
-    assert len(grid.configs()) == 6 * 3 * len(experiments.METHODS) * 3
+    assert len(grid.configs()) == 270  # 6 stores x 3 k x the paper's 5 methods x 3 seeds
+    assert grid.methods == ("baseline", "offsupport", "ratio", "offsupport-nomask", "ratio-nomask")
+    assert experiments.grid("default").methods == experiments.grid("quick").methods == grid.methods
 
 
 def test_data_is_for_the_paper_profile_only(tmp_path, capsys):
@@ -178,7 +180,7 @@ def test_the_paper_cost_estimate_counts_every_run():
 
     assert reproduce.step_flops(d=10, n_latents=20, batch_size=4) == 12 * 4 * 10 * 20
     profile, batch = PROFILE_SETTINGS["paper"], TrainConfig().batch_size
-    runs = 2 * 3 * len(experiments.METHODS) * 3  # data sets x k x methods x seeds, per backbone
+    runs = 2 * 3 * 5 * 3  # data sets x k x the paper's 5 methods x seeds, per backbone
     expected = sum(runs * profile.steps * reproduce.step_flops(d, experiments.PAPER_EXPANSION * d, batch)
                    for d in (768, 1152, 1024))
     assert reproduce.paper_train_flops() == pytest.approx(expected)
