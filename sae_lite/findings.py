@@ -77,8 +77,8 @@ def spread(n: int) -> str:
         return (f"Means ± std over {n} seeds; a direction is named only where the difference exceeds two "
                 "standard errors, as in the boxes.")
     default = PROFILE_SETTINGS["default"]
-    return (f"**One seed: the spread is unknown**, so every direction above is read on the sign alone and "
-            f"is no evidence either way; judge the claims by the `default` profile ({len(default.seeds)} "
+    return (f"**One seed: the spread is unknown**, so every direction above is read on the sign alone, "
+            f"untested against the noise; judge the claims by the `default` profile ({len(default.seeds)} "
             f"seeds, {default.steps} steps).")
 
 
@@ -88,10 +88,14 @@ def verdicts(rows: list[dict], ids: list[str]) -> str:
     return "; ".join(f"`{r['claim']}` **{claims.verdict_text(r)}**" for r in results)
 
 
-def heading(profile: Profile, n: int, k: int, data: str) -> str:
-    """The verdict's first line: the profile and the grid cell the numbers come from."""
+def report(profile: Profile | None, n: int, rows: list[dict], bullets: list[str]) -> str:
+    """The verdict: a first line naming the profile and grid cell the numbers come from, the bullets,
+    and what the seeds allow one to read from them."""
+    profile = profile or active_profile()
     seeds = f"{n} seed" + ("s" if n != 1 else "")
-    return f"**Plain verdict** (profile `{profile.name}`: {seeds}, {profile.steps} steps, k = {k}, `{data}`)."
+    head = f"**Plain verdict** (profile `{profile.name}`: {seeds}, {profile.steps} steps, k = {rows[0]['k']}, " \
+        f"`{rows[0]['data']}`)."
+    return head + "\n\n" + "\n".join(f"- {b}" for b in bullets) + "\n\n" + spread(n)
 
 
 def signed_findings(rows: list[dict], recovery: list[dict], profile: Profile | None = None) -> str:
@@ -112,26 +116,26 @@ def signed_findings(rows: list[dict], recovery: list[dict], profile: Profile | N
             }[claims.outcome(part(rows, "r2", "abstopk", "baseline"), "no cost")]
     signed_gap = rec["baseline"]["best cos (signed)_mean"] - rec["abstopk"]["best cos (signed)_mean"]
     abs_gap = rec["baseline"]["best |cos|_mean"] - rec["abstopk"]["best |cos|_mean"]
-    text = [heading(profile or active_profile(), n, rows[0]["k"], rows[0]["data"]),
-            f"Top-k dictionaries held {value(t, 'opposite_pairs', 1)} pairs of nearly opposite atoms, AbsTopK "
-            f"dictionaries {value(a, 'opposite_pairs', 1)} "
-            f"({word(rows, 'opposite_pairs', 'abstopk', 'baseline', MORE)}).",
-            f"Of the {t['signed_atoms_mean']:.0f} signed atoms of the test split, Top-k covered {pct(t, 'pair')} "
-            f"with such a pair and {pct(t, 'one_latent')} with a single latent; AbsTopK covered {pct(a, 'pair')} "
-            f"with a pair ({word(rows, 'pair', 'abstopk', 'baseline', HIGHER)}) and {pct(a, 'one_latent')} with "
-            f"exactly one latent ({word(rows, 'one_latent', 'abstopk', 'baseline', HIGHER)}).",
-            f"Top-k missed {pct(t, 'missed')} of them and AbsTopK {pct(a, 'missed')} (no latent with |cos| > 0.9).",
-            f"AbsTopK's R² was {value(a, 'r2')} against Top-k's {value(t, 'r2')}: {cost}.",
-            f"The signed recovery score of chapter 1 was {value(rec['abstopk'], 'best cos (signed)')} for AbsTopK "
-            f"against {value(rec['baseline'], 'best cos (signed)')} "
-            f"({word(recovery, 'best cos (signed)', 'abstopk', 'baseline')}); with the sign ignored (|cos|) "
-            f"{value(rec['abstopk'], 'best |cos|')} against {value(rec['baseline'], 'best |cos|')} "
-            f"({word(recovery, 'best |cos|', 'abstopk', 'baseline')})."]
+    bullets = [
+        f"*Opposite pairs.* Top-k dictionaries held {value(t, 'opposite_pairs', 1)} pairs of nearly opposite "
+        f"atoms, AbsTopK dictionaries {value(a, 'opposite_pairs', 1)} "
+        f"({word(rows, 'opposite_pairs', 'abstopk', 'baseline', MORE)}).",
+        f"*Signed atoms.* Of the {t['signed_atoms_mean']:.0f} signed atoms of the test split, Top-k covered "
+        f"{pct(t, 'pair')} with such a pair and {pct(t, 'one_latent')} with a single latent; AbsTopK covered "
+        f"{pct(a, 'pair')} with a pair ({word(rows, 'pair', 'abstopk', 'baseline')}) and {pct(a, 'one_latent')} "
+        f"with exactly one latent ({word(rows, 'one_latent', 'abstopk', 'baseline')}). Top-k missed "
+        f"{pct(t, 'missed')} of them and AbsTopK {pct(a, 'missed')} (no latent with |cos| > 0.9).",
+        f"*Reconstruction.* AbsTopK's R² was {value(a, 'r2')} against Top-k's {value(t, 'r2')}: {cost}.",
+        f"*Recovery.* The signed recovery score of chapter 1 was {value(rec['abstopk'], 'best cos (signed)')} for "
+        f"AbsTopK against {value(rec['baseline'], 'best cos (signed)')} "
+        f"({word(recovery, 'best cos (signed)', 'abstopk', 'baseline')}); with the sign ignored (|cos|) "
+        f"{value(rec['abstopk'], 'best |cos|')} against {value(rec['baseline'], 'best |cos|')} "
+        f"({word(recovery, 'best |cos|', 'abstopk', 'baseline')})."]
     if signed_gap > 0 and abs_gap < signed_gap:
-        text.append(f"Ignoring the sign closes {1 - max(abs_gap, 0) / signed_gap:.0%} of AbsTopK's signed gap: "
-                    "that part is atoms it learned with the opposite sign.")
-    text.append(f"By the rule of the boxes: {verdicts(rows, ['abstopk_pairs', 'abstopk_single'])}.")
-    return " ".join(text) + "\n\n" + spread(n)
+        bullets[-1] += (f" Ignoring the sign closes {1 - max(abs_gap, 0) / signed_gap:.0%} of AbsTopK's signed gap: "
+                        "that part is atoms it learned with the opposite sign.")
+    bullets.append(f"By the rule of the boxes: {verdicts(rows, ['abstopk_pairs', 'abstopk_single'])}.")
+    return report(profile, n, rows, bullets)
 
 
 def budget_findings(rows: list[dict]) -> str:
@@ -198,5 +202,4 @@ def adaptive_findings(rows: list[dict], same_l0: list[dict], profile: Profile | 
     bullets = [budget_findings(rows), matched_findings(rows, same_l0), inference_findings(rows),
                f"By the rule of the boxes: "
                f"{verdicts(rows, ['softsae_budget'])}; {verdicts(same_l0, ['softsae_matched', 'softsae_matched_interpretability'])}."]
-    return (heading(profile or active_profile(), n, rows[0]["k"], rows[0]["data"]) + "\n\n"
-            + "\n".join(f"- {b}" for b in bullets) + "\n\n" + spread(n))
+    return report(profile, n, rows, bullets)
