@@ -35,4 +35,9 @@ build() {
 # its kernel both wait for each other after a cell until the timeout. The retry reloads the runs
 # trained so far from the cache; a real error fails twice.
 build || { echo "book: the build failed; building once more (trained runs are cached)"; build; }
+# Markdown shown by code cells must be rendered, not printed: no raw MyST directive in any page.
+if grep -l ':::{' _build/html/notebooks/*.html; then
+    echo "book: the pages above show raw MyST (':::{'): check nb_render_markdown_format in _config.yml" >&2
+    exit 1
+fi
 echo "book: built in $(( $(date +%s) - start )) s (profile $SAE_LITE_PROFILE): open _build/html/index.html"
