@@ -1,15 +1,52 @@
 """Test-wide settings, read before any test or notebook (nbmake kernels inherit the environment)."""
 
+import importlib.util
 import os
 from pathlib import Path
 
+ROOT = Path(__file__).parent
+pytest_plugins = ("pytester",)   # tests/test_check_figures.py runs nbmake on a notebook of its own
+
 os.environ.setdefault("SAE_LITE_PROFILE", "quick")     # CI and nbmake run the quick profile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # a missing weight fails in a second, not a minute
-os.environ.setdefault("SAE_LITE_CACHE", str(Path(__file__).parent / ".cache" / "sae-lite-test"))
-os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("SAE_LITE_CACHE", str(ROOT / ".cache" / "sae-lite-test"))
 # One BLAS/OpenMP thread per process: on a loaded 2-core machine a 600-step run took 172 s with
 # torch's default 2 threads and 11 s with 1 (measured with four people's jobs running).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# No MPLBACKEND here: the kernels must keep IPython's inline backend, or no figure is ever shown
+# (an exported MPLBACKEND=Agg once emptied every figure of the book). The chapters say
+# `%matplotlib inline` themselves, and the notebooks' figures are checked below.
+
+
+def _figure_check():
+    """scripts/check_figures.py, the guard that a drawing cell shows an image."""
+    spec = importlib.util.spec_from_file_location("check_figures", ROOT / "scripts" / "check_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pytest_configure(config):
+    """Every notebook nbmake executes must also show an image for every code cell that draws
+    (scripts/check_figures.py): a chapter that runs but displays no figure fails the test command."""
+    try:
+        from nbmake import nb_result, pytest_items
+    except ImportError:   # nbmake absent: no notebooks are collected
+        return
+    check = _figure_check()
+
+    class FigureCheckingRun(pytest_items.NotebookRun):
+        def execute(self):
+            result = super().execute()
+            silent = check.silent_cells(result.nb) if result.error is None else []
+            if silent:
+                sources = "\n\n".join(f"cell {i}:\n{result.nb.cells[i].source}" for i in silent)
+                summary = f"{len(silent)} code cell(s) draw but show no image (scripts/check_figures.py)"
+                result.error = nb_result.NotebookError(summary=summary, trace=f"{summary}\n\n{sources}",
+                                                       failing_cell_index=silent[0])
+            return result
+
+    pytest_items.NotebookRun = FigureCheckingRun
 
 
 def pytest_collection_modifyitems(config, items):

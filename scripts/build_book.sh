@@ -20,7 +20,8 @@ else
     BIN="$VENV/bin/"
 fi
 export SAE_LITE_PROFILE="${SAE_LITE_PROFILE:-default}"
-export MPLBACKEND=Agg
+# No MPLBACKEND: the kernels keep IPython's inline backend, the only one that shows figures.
+unset MPLBACKEND
 # One BLAS/OpenMP thread per kernel: small models gain little from more, and on a loaded 2-core
 # machine torch's default 2 threads made a run 15x slower (172 s against 11 s).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
@@ -40,4 +41,9 @@ if grep -l ':::{' _build/html/notebooks/*.html; then
     echo "book: the pages above show raw MyST (':::{'): check nb_render_markdown_format in _config.yml" >&2
     exit 1
 fi
+# Every code cell that draws shows its image, in the executed notebook and on its page.
+"${BIN}python" scripts/check_figures.py _build/jupyter_execute/notebooks _build/html/notebooks || {
+    echo "book: the cells above draw but show no image (scripts/check_figures.py)" >&2
+    exit 1
+}
 echo "book: built in $(( $(date +%s) - start )) s (profile $SAE_LITE_PROFILE): open _build/html/index.html"

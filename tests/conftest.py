@@ -1,6 +1,9 @@
+import matplotlib
 import pytest
 
 from sae_lite.data import planted
+
+matplotlib.use("Agg")  # the package's tests draw off screen (notebook kernels keep their inline backend)
 
 
 @pytest.fixture(scope="session")
