@@ -22,10 +22,7 @@ import math
 from dataclasses import dataclass
 
 from sae_lite.errors import SaeLiteError
-from sae_lite.experiments import ABLATIONS, METHODS, Method, summarize
-
-#: The largest R^2 drop that still counts as "no reconstruction cost" (the rule that chose the weights).
-TOLERANCE = 0.005
+from sae_lite.experiments import ABLATIONS, METHODS, TOLERANCE, Method, summarize
 
 DIRECTIONS = ("higher", "lower")
 

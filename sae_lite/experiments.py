@@ -168,11 +168,14 @@ def with_steps(config: TrainConfig, profile: Profile | None = None) -> TrainConf
 
 # --- the methods the book compares and the grids it walks -----------------------------------------
 
-#: Penalty weights used by every chapter and by ``reproduce``. Chosen on the planted default (k=16,
-#: 512 latents, 3000 steps, seed 0) by one rule: the largest weight of the sweep
-#: {3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1} whose test R^2 stays within 0.005 of the baseline's
-#: (no reconstruction cost). Chapter 2 and 3 show the sweeps.
+#: Default penalty weights of `METHODS` (and of ``train --weight``'s examples). The book and
+#: ``reproduce`` do not use them as they are: on each data set they take the weight that `rule_weight`
+#: picks from `sweep_grid` (`chosen_weights`), so the rule and the weight used always agree.
 WEIGHTS = {"offsupport": 0.01, "ratio": 0.01}
+
+#: The largest test-R^2 drop that counts as "no reconstruction cost": the tolerance of the weight rule
+#: (`rule_weight`) and of the claims' "no cost" parts (`sae_lite.claims`).
+TOLERANCE = 0.005
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,52 @@ def grid_spec(data: str | dict, profile: Profile | None = None) -> dict:
     if isinstance(data, dict):
         return data
     return planted_spec(profile, data) if data in ("planted", "planted-signed") else data_spec(data)
+
+
+def sweep_weights(profile: Profile | None = None) -> tuple[float, ...]:
+    """The penalty weights the rule chooses from: a log sweep (three in ``quick``, five otherwise)."""
+    if (profile or active_profile()).name == "quick":
+        return (1e-3, 1e-2, 1e-1)
+    return (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def sweep_grid(data: str | dict, penalty: str, k: int, profile: Profile | None = None, **overrides) -> list[dict]:
+    """The baseline and ``penalty`` at each weight of `sweep_weights`, at training budget ``k``, on the
+    profile's first seed (rows of `run_grid`; ``overrides`` go to every `TrainConfig`)."""
+    profile = profile or active_profile()
+    methods = [METHODS["baseline"]] + [replace(METHODS[penalty], weight=w) for w in sweep_weights(profile)]
+    return run_grid(data, methods, [k], seeds=profile.seeds[:1], profile=profile, progress=False, **overrides)
+
+
+def rule_weight(rows: list[dict], tolerance: float = TOLERANCE) -> float | None:
+    """The weight the rule picks from the rows of a `sweep_grid`: the largest one whose test R^2 (mean
+    over its seeds) stays within ``tolerance`` of the baseline's; None if no weight qualifies."""
+    base = [r["r2"] for r in rows if r["method"] == "baseline"]
+    if not base:
+        return None
+    floor = sum(base) / len(base) - tolerance
+    by_weight: dict[float, list[float]] = {}
+    for row in rows:
+        if row["method"] != "baseline":
+            by_weight.setdefault(row["weight"], []).append(row["r2"])
+    good = [w for w, r2 in by_weight.items() if sum(r2) / len(r2) >= floor]
+    return max(good) if good else None
+
+
+def chosen_weights(data: str | dict, k: int, profile: Profile | None = None, **overrides) -> dict[str, float]:
+    """{penalty: weight} that the rule picks on ``data`` at training budget ``k`` (`rule_weight` over
+    `sweep_grid`; the sweeps are trained once, then cached). When no weight of a sweep keeps R^2
+    within the tolerance, the smallest weight of the sweep is used."""
+    picked = {}
+    for penalty in WEIGHTS:
+        weight = rule_weight(sweep_grid(data, penalty, k, profile, **overrides))
+        picked[penalty] = weight if weight is not None else min(sweep_weights(profile))
+    return picked
+
+
+def with_weights(methods: list[Method], weights: dict[str, float]) -> list[Method]:
+    """``methods`` with each penalised one at ``weights[its penalty]`` (the others unchanged)."""
+    return [replace(m, weight=weights[m.penalty]) if m.penalty in weights else m for m in methods]
 
 
 def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,
@@ -339,25 +388,51 @@ class Cell:
     n_latents: int = 512
     backbone: str = "none"
 
+    @property
+    def rule_k(self) -> int:
+        """The training budget at which the weight rule sweeps this cell: its middle k."""
+        return self.ks[len(self.ks) // 2]
+
 
 @dataclass(frozen=True)
 class Grid:
-    """What `reproduce` trains: every cell x k x method x the profile's seeds."""
+    """What `reproduce` trains: every cell x k x method x the profile's seeds, each penalty at the weight
+    the rule picks on that cell (`chosen_weights` at `Cell.rule_k`)."""
 
     profile: Profile
     cells: tuple[Cell, ...]
     methods: tuple[str, ...] = PAPER_METHODS
 
-    def configs(self) -> list[tuple[Cell, dict, TrainConfig]]:
-        """Every run of the grid as (cell, data spec, config), in the order `reproduce` trains them."""
+    def weights(self, cell: Cell) -> dict[str, float]:
+        """The penalty weights of ``cell`` by the rule (trains the cell's sweeps unless cached)."""
+        return chosen_weights(cell.data, cell.rule_k, self.profile, n_latents=cell.n_latents)
+
+    def sweep_configs(self) -> list[tuple[Cell, dict, TrainConfig]]:
+        """Every run of the cells' weight sweeps (`sweep_grid`) as (cell, data spec, config)."""
+        methods = [METHODS["baseline"]] + [replace(METHODS[p], weight=w) for p in WEIGHTS
+                                           for w in sweep_weights(self.profile)]
         return [(cell, grid_spec(cell.data, self.profile),
-                 METHODS[name].config(k, seed, self.profile, n_latents=cell.n_latents))
-                for cell in self.cells for name in self.methods for k in cell.ks for seed in self.profile.seeds]
+                 method.config(cell.rule_k, self.profile.seeds[0], self.profile, n_latents=cell.n_latents))
+                for cell in self.cells for method in methods]
+
+    def configs(self, weights: dict[str, dict[str, float]] | None = None) -> list[tuple[Cell, dict, TrainConfig]]:
+        """Every run of the grid as (cell, data spec, config), in the order `reproduce` trains them.
+
+        ``weights``: {cell label: {penalty: weight}} (from `weights`); without them the methods'
+        default weights stand in (enough to count and validate the runs)."""
+        chosen = lambda cell: (weights or {}).get(cell.label, {})  # noqa: E731
+        return [(cell, grid_spec(cell.data, self.profile), method.config(k, seed, self.profile, n_latents=cell.n_latents))
+                for cell in self.cells for method in with_weights([METHODS[n] for n in self.methods], chosen(cell))
+                for k in cell.ks for seed in self.profile.seeds]
 
     def fingerprint(self) -> dict:
-        """Everything that defines the grid's results (its `grid.json`), the methods' recipes included."""
-        return {"profile": asdict(self.profile), "cells": [asdict(cell) for cell in self.cells],
-                "methods": {name: asdict(METHODS[name]) for name in self.methods}}
+        """Everything that defines the grid's results (its `grid.json`): the methods' recipes and the
+        weight rule (its sweep and tolerance; the weights it picks follow from them)."""
+        recipes = {name: {key: value for key, value in asdict(METHODS[name]).items() if key != "weight"}
+                   for name in self.methods}
+        return {"profile": asdict(self.profile), "cells": [asdict(cell) for cell in self.cells], "methods": recipes,
+                "weight_rule": {"sweep": list(sweep_weights(self.profile)), "tolerance": TOLERANCE,
+                                "seed": self.profile.seeds[0], "k": "each cell's middle k"}}
 
 
 #: quick/default: the planted data and digits at the book's k = 16 and 512 latents, so the runs are

@@ -4,23 +4,25 @@ A configuration asked for by two chapters is one cache entry (`experiments.cache
 whole book trains each run once. The data every chapter uses is one setting: ``SAE_LITE_DATA``
 (``planted`` by default; ``digits`` or the directory of an embedding store work too).
 
+Each penalty runs at the weight the stated rule picks on that data in the active profile
+(`weights`: `experiments.rule_weight` over `sweep`), never at a weight chosen elsewhere.
 Sizes per profile (seeds from the profile: 1 in ``quick``, 3 in ``default``):
 
+- `sweep`: one penalty at each weight of `experiments.sweep_weights`, and the baseline, at `K`, on
+  the first seed: the sweep the rule chooses from;
 - `core`: baseline and ratio at every training k of `ks`, off-support at `K`;
-- `sweep`: one penalty at each weight of `sweep_weights`, at `K`, on the first seed (the rule
-  that chose `experiments.WEIGHTS` was applied to exactly this sweep);
 - `mask`: the mask ablations, with and without AuxK, at `K`.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 
 from sae_lite.errors import SaeLiteError
-from sae_lite.experiments import ABLATIONS, METHODS, Profile, active_profile, run_grid
+from sae_lite.experiments import (ABLATIONS, METHODS, Method, Profile, active_profile, chosen_weights, run_grid,
+                                  sweep_grid, with_weights)
 
-#: The training budget of every single-k figure.
+#: The training budget of every single-k figure, and the one at which the weight rule sweeps.
 K = 16
 
 
@@ -34,25 +36,26 @@ def ks(profile: Profile | None = None) -> tuple[int, ...]:
     return (8, 16) if (profile or active_profile()).name == "quick" else (8, 16, 32)
 
 
-def sweep_weights(profile: Profile | None = None) -> tuple[float, ...]:
-    """The penalty weights of chapters 2 and 3 (a log sweep around the chosen 0.01)."""
-    if (profile or active_profile()).name == "quick":
-        return (1e-3, 1e-2, 1e-1)
-    return (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+def sweep(penalty: str, data: str | None = None) -> list[dict]:
+    """``penalty`` at each weight of the profile's sweep and the baseline, at `K`, on the first seed."""
+    return sweep_grid(data or data_name(), penalty, K)
+
+
+def weights(data: str | None = None, profile: Profile | None = None) -> dict[str, float]:
+    """{penalty: weight} the rule picks on ``data`` (default: the chapters' data) at `K`."""
+    return chosen_weights(data or data_name(), K, profile)
+
+
+def methods(*names: str, data: str | None = None, profile: Profile | None = None) -> list[Method]:
+    """The methods (or mask ablations) ``names``, their penalties at the rule's `weights` on ``data``."""
+    return with_weights([{**METHODS, **ABLATIONS}[name] for name in names], weights(data, profile))
 
 
 def core(data: str | None = None) -> list[dict]:
     """Baseline and ratio at every k of `ks`, off-support at `K`: chapters 1-3, 5 and 6."""
     data = data or data_name()
-    return (run_grid(data, [METHODS["baseline"], METHODS["ratio"]], list(ks()), progress=False)
-            + run_grid(data, [METHODS["offsupport"]], [K], progress=False))
-
-
-def sweep(penalty: str, data: str | None = None) -> list[dict]:
-    """``penalty`` at each weight of `sweep_weights` and the baseline, at `K`, on the first seed."""
-    data, seed = data or data_name(), active_profile().seeds[:1]
-    methods = [METHODS["baseline"]] + [replace(METHODS[penalty], weight=w) for w in sweep_weights()]
-    return run_grid(data, methods, [K], seeds=seed, progress=False)
+    return (run_grid(data, methods("baseline", "ratio", data=data), list(ks()), progress=False)
+            + run_grid(data, methods("offsupport", data=data), [K], progress=False))
 
 
 def mask(data: str | None = None) -> list[dict]:
@@ -62,8 +65,7 @@ def mask(data: str | None = None) -> list[dict]:
     """
     data = data or data_name()
     names = ["offsupport", "ratio", "offsupport-nomask", "ratio-nomask"]
-    methods = [METHODS[n] for n in names] + [ABLATIONS[f"{n}-noauxk"] for n in names]
-    rows = run_grid(data, methods, [K], progress=False)
+    rows = run_grid(data, methods(*names, *[f"{n}-noauxk" for n in names], data=data), [K], progress=False)
     return [{**row, "variant": f"{row['penalty']}, {'mask' if row['masked'] else 'no mask'}"} for row in rows]
 
 
@@ -76,21 +78,6 @@ def with_reference(rows: list[dict], reference: list[dict], key: str) -> list[di
     return rows + [{**row, key: value} for value in values for row in reference]
 
 
-def rule_weight(rows: list[dict], tolerance: float = 0.005) -> float | None:
-    """The weight the stated rule picks from a `sweep`: the largest one whose test R^2 (mean over
-    its seeds) stays within ``tolerance`` of the baseline's; None if no weight qualifies."""
-    base = [r["r2"] for r in rows if r["method"] == "baseline"]
-    if not base:
-        return None
-    floor = sum(base) / len(base) - tolerance
-    by_weight: dict[float, list[float]] = {}
-    for row in rows:
-        if row["method"] != "baseline":
-            by_weight.setdefault(row["weight"], []).append(row["r2"])
-    good = [w for w, r2 in by_weight.items() if sum(r2) / len(r2) >= floor]
-    return max(good) if good else None
-
-
 # --- chapters 7-8: AbsTopK, SoftSAE, BatchTopK (on planted data: the claims need its ground truth) ---
 
 def signed(profile: Profile | None = None) -> list[dict]:
@@ -101,8 +88,8 @@ def signed(profile: Profile | None = None) -> list[dict]:
 
 def adaptive(profile: Profile | None = None) -> list[dict]:
     """SoftSAE, BatchTopK, Top-k and Top-k + ratio on ``planted`` at `K` (chapter 8)."""
-    methods = [METHODS[name] for name in ("baseline", "ratio", "softsae", "batchtopk")]
-    return run_grid("planted", methods, [K], profile=profile, progress=False)
+    chosen = methods("baseline", "ratio", "softsae", "batchtopk", data="planted", profile=profile)
+    return run_grid("planted", chosen, [K], profile=profile, progress=False)
 
 
 def matched_k(rows: list[dict], method: str = "softsae") -> int:
@@ -120,7 +107,7 @@ def matched(rows: list[dict], method: str = "softsae", profile: Profile | None =
     them) and ``train_k`` the k each run was trained with.
     """
     k = matched_k(rows, method)
-    others = run_grid("planted", [METHODS["baseline"], METHODS["ratio"]], [k], profile=profile, progress=False,
+    others = run_grid("planted", methods("baseline", "ratio", data="planted", profile=profile), [k], profile=profile, progress=False,
                       probe_ms=())  # the matched comparison reads R^2, MS and purity, not the probes
     return [{**row, "train_k": row["k"], "k": k} for row in rows if row["method"] == method] + \
         [{**row, "train_k": row["k"]} for row in others]

@@ -30,7 +30,7 @@ from sae_lite.backbones import BACKBONES
 from sae_lite.data import Dataset
 from sae_lite.errors import SaeLiteError
 from sae_lite.experiments import (METHODS, PAPER_BACKBONES, PAPER_DATASETS, PAPER_EXPANSION, PAPER_KS, PAPER_METHODS,
-                                  PROFILE_SETTINGS, Grid, cache_dir, run_grid, run_path)
+                                  PROFILE_SETTINGS, Grid, cache_dir, run_grid, run_path, with_weights)
 from sae_lite.runs import write_atomic
 from sae_lite.train import TrainConfig, train
 
@@ -44,18 +44,28 @@ def reproduce(grid: Grid, out: str | os.PathLike, progress: bool | None = None) 
     summary: ``out``, ``profile``, ``runs``, ``trained`` (how many were not cached) and ``claims``.
     """
     out = Path(out)
-    configs = grid.configs()  # validates every run's settings before anything is written
+    grid.configs()  # validates every run's settings before anything is written
     claim_out(out, grid.fingerprint())
-    pending = sum(not (run_path(config, spec) / "metrics.json").is_file() for _, spec, config in configs)
-    print(f"reproduce ({grid.profile.name}): {len(configs)} runs, {pending} to train", file=sys.stderr)
-    rows = grid_rows(grid, progress)
+    sweeps = _pending(grid.sweep_configs())
+    weights = {cell.label: grid.weights(cell) for cell in grid.cells}  # the rule, per cell (trains the sweeps)
+    configs = grid.configs(weights)
+    pending = sweeps + _pending(configs)
+    print(f"reproduce ({grid.profile.name}): {len(configs)} runs, {pending} trained (weight sweeps included)",
+          file=sys.stderr)
+    rows = grid_rows(grid, weights, progress)
     write_stability(rows)
     write_atomic(out / "results.csv", to_csv(rows))
     verdicts = write_claims(out, rows)
     write_figures(out / "figures", rows)
     write_cards(out / "cards", rows)
     return {"out": str(out), "profile": grid.profile.name, "runs": len(rows), "trained": pending,
-            "claims": verdicts}
+            "weights": weights, "claims": verdicts}
+
+
+def _pending(configs: list) -> int:
+    """How many of the (cell, spec, config) runs are not in the results cache."""
+    unique = {run_path(config, spec) for _, spec, config in configs}
+    return sum(not (path / "metrics.json").is_file() for path in unique)
 
 
 def results_dir(grid: Grid) -> Path:
@@ -79,11 +89,12 @@ def claim_out(out: Path, fingerprint: dict) -> None:
     write_atomic(saved, json.dumps(fingerprint, indent=2) + "\n")
 
 
-def grid_rows(grid: Grid, progress: bool | None = None) -> list[dict]:
-    """One row per run (see `experiments.run_grid`), ``data`` named by the cell's label, plus its backbone."""
+def grid_rows(grid: Grid, weights: dict[str, dict[str, float]], progress: bool | None = None) -> list[dict]:
+    """One row per run (see `experiments.run_grid`), ``data`` named by the cell's label, plus its backbone;
+    each cell's penalties at ``weights[cell.label]`` (`Grid.weights`)."""
     rows = []
-    methods = [METHODS[name] for name in grid.methods]
     for cell in grid.cells:
+        methods = with_weights([METHODS[name] for name in grid.methods], weights[cell.label])
         for row in run_grid(cell.data, methods, list(cell.ks), profile=grid.profile, progress=progress,
                             n_latents=cell.n_latents):
             rows.append({**row, "data": cell.label, "backbone": cell.backbone, "n_latents": cell.n_latents})

@@ -1,7 +1,7 @@
 import pytest
 
-from sae_lite import grids
-from sae_lite.experiments import PROFILE_SETTINGS
+from sae_lite import experiments, grids
+from sae_lite.experiments import PROFILE_SETTINGS, rule_weight
 
 
 def sweep_rows(r2_by_weight: dict[float, float], base: float = 0.9) -> list[dict]:
@@ -11,10 +11,10 @@ def sweep_rows(r2_by_weight: dict[float, float], base: float = 0.9) -> list[dict
 
 def test_rule_weight_picks_the_largest_weight_within_tolerance():
     rows = sweep_rows({0.001: 0.9, 0.01: 0.897, 0.03: 0.894, 0.1: 0.85})
-    assert grids.rule_weight(rows) == 0.01
-    assert grids.rule_weight(rows, tolerance=0.01) == 0.03
-    assert grids.rule_weight(sweep_rows({0.1: 0.5})) is None
-    assert grids.rule_weight([r for r in rows if r["method"] != "baseline"]) is None
+    assert rule_weight(rows) == 0.01
+    assert rule_weight(rows, tolerance=0.01) == 0.03
+    assert rule_weight(sweep_rows({0.1: 0.5})) is None
+    assert rule_weight([r for r in rows if r["method"] != "baseline"]) is None
 
 
 def test_with_reference_repeats_the_baseline_for_every_slider_value():
@@ -27,8 +27,8 @@ def test_with_reference_repeats_the_baseline_for_every_slider_value():
 def test_grids_scale_with_the_profile(monkeypatch):
     assert grids.ks(PROFILE_SETTINGS["quick"]) == (8, 16)
     assert grids.ks(PROFILE_SETTINGS["default"]) == (8, 16, 32)
-    assert 0.01 in grids.sweep_weights(PROFILE_SETTINGS["quick"])
-    assert 0.01 in grids.sweep_weights(PROFILE_SETTINGS["default"])
+    assert 0.01 in experiments.sweep_weights(PROFILE_SETTINGS["quick"])
+    assert 0.01 in experiments.sweep_weights(PROFILE_SETTINGS["default"])
     assert grids.K in grids.ks(PROFILE_SETTINGS["quick"])
 
 
@@ -39,16 +39,36 @@ def test_one_setting_chooses_the_data(monkeypatch):
     assert grids.data_name() == "digits"
 
 
+def fake_run_grid(calls: list):
+    """A stand-in for run_grid that records its calls; a penalty's R^2 is 0.9 - weight (the rule then
+    picks 0.001 from the quick sweep: 0.01 already costs more than the tolerance)."""
+    def run_grid(data, methods, ks, **kw):
+        calls.append((data, [m.name for m in methods], ks, kw.get("seeds")))
+        return [{"method": m.name, "penalty": m.penalty, "masked": m.masked, "weight": m.weight, "k": k,
+                 "r2": 0.9 - m.weight} for m in methods for k in ks]
+    return run_grid
+
+
 @pytest.mark.parametrize("name", ["core", "sweep", "mask"])
 def test_grids_share_configurations(name, monkeypatch):
     """Every grid trains through run_grid, so the same configuration is one cache entry."""
     calls = []
-    monkeypatch.setattr(grids, "run_grid", lambda data, methods, ks, **kw: calls.append(
-        (data, [m.name for m in methods], ks, kw.get("seeds"))) or [
-        {"method": m.name, "penalty": m.penalty, "masked": m.masked, "k": k} for m in methods for k in ks])
+    monkeypatch.setattr(grids, "run_grid", fake_run_grid(calls))
+    monkeypatch.setattr(experiments, "run_grid", fake_run_grid(calls))
     rows = grids.sweep("ratio") if name == "sweep" else getattr(grids, name)()
     assert rows and all(call[0] == "planted" for call in calls)
     if name == "mask":
         assert {r["variant"] for r in rows} == {"offsupport, mask", "ratio, mask", "offsupport, no mask", "ratio, no mask"}
     if name == "sweep":
         assert calls[0][3] == (0,)
+
+
+@pytest.mark.parametrize("name", ["core", "mask", "adaptive"])
+def test_chapters_train_each_penalty_at_the_weight_the_rule_picks(name, monkeypatch):
+    calls = []
+    monkeypatch.setattr(grids, "run_grid", fake_run_grid(calls))
+    monkeypatch.setattr(experiments, "run_grid", fake_run_grid(calls))
+    assert grids.weights() == {"offsupport": 0.001, "ratio": 0.001}
+    rows = getattr(grids, name)()
+    penalised = [row for row in rows if row["penalty"] != "none"]
+    assert penalised and all(row["weight"] == 0.001 for row in penalised)

@@ -48,7 +48,9 @@ def read_csv(path):
 def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch):
     out = tiny / "results"
     runs = len(experiments.PAPER_METHODS) * 2
-    assert (first["runs"], first["trained"]) == (runs, runs)
+    # the weight sweeps (seed 0) share the baseline and the two penalties at the chosen weights with the grid
+    sweep_only = 2 * len(experiments.sweep_weights(TINY)) - 2
+    assert (first["runs"], first["trained"]) == (runs, runs + sweep_only)
 
     rows = read_csv(out / "results.csv")
     assert len(rows) == runs
@@ -59,6 +61,10 @@ def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch)
                    "recovery_mmcs", "r2_x0.25", "r2_x4", "probe_m1", "probe_m4"):
         assert column in columns and all(np.isfinite(float(row[column])) for row in rows), column
     assert json.loads((out / "grid.json").read_text())["profile"]["steps"] == 40
+    for penalty in ("offsupport", "ratio"):   # each penalty at the weight the rule picks on the cell's sweep
+        picked = experiments.rule_weight(experiments.sweep_grid("planted", penalty, 4, TINY, n_latents=64))
+        assert first["weights"]["planted"][penalty] == picked
+        assert {float(row["weight"]) for row in rows if row["penalty"] == penalty} == {picked}
 
     claims = json.loads((out / "claims.json").read_text())
     assert {c["claim"] for c in claims} == {"interpretability", "inference_k", "probing", "mask"}
@@ -87,7 +93,7 @@ def test_cards_carry_every_field_and_the_seed_stability(tiny, first):
                   "selection_rule", "regularizer", "weight", "mask_rule", "auxk", "reconstruction",
                   "monosemanticity", "class_purity", "dead_latents", "k_sensitivity", "seed", "seed_stability"):
         assert field in cards[0], field
-    assert (cards[0]["dictionary_size"], cards[0]["k"], cards[0]["weight"]) == (64, 4, experiments.WEIGHTS["ratio"])
+    assert (cards[0]["dictionary_size"], cards[0]["k"], cards[0]["weight"]) == (64, 4, first["weights"]["planted"]["ratio"])
     stability = cards[0]["seed_stability"]
     assert stability == cards[1]["seed_stability"] and stability["seeds"] == "0, 1"
     r2 = [float(row["r2"]) for row in rows]
