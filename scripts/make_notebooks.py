@@ -15,6 +15,7 @@ from sae_lite.grids import K
 ROOT = Path(__file__).resolve().parent.parent
 
 SETUP = """\
+%matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
@@ -190,12 +191,11 @@ run = runs.load_run(first["path"])
 test = load_split(run.data)[1]
 codes, _ = metrics.encode_all(run.sae, test.x)
 frequent = codes.ne(0).sum(0).argsort(descending=True)[:4].tolist()
-if test.atoms is not None:
+if test.atoms is not None:       # planted data: the ground truth
     plots.latent_cards(codes.numpy(), run.sae.W_dec.detach().numpy(), test, frequent)
-elif test.name == "digits":
+    plots.atom_match(run.sae.W_dec.detach().numpy(), test.atoms, title=f"baseline, k = {grids.K}")
+else:                            # digits: the images themselves
     plots.top_inputs(test.reference, codes.numpy(), frequent)"""),
-    ("code", """if test.atoms is not None:
-    plots.atom_match(run.sae.W_dec.detach().numpy(), test.atoms, title=f"baseline, k = {grids.K}");"""),
     ("md", """## What the paper claims / what we measured
 
 The baseline is the control of every claim in chapters 2-6; it makes no claim of its own here. The
@@ -236,14 +236,15 @@ def penalty_chapter(number: int, name: str, title: str, key: str, math: str, ide
         *extra,
         ("md", f"""## The weight sweep and the rule
 
-The weight $\\lambda$ was chosen once, by one rule, on the first seed at k = {K}: the
-largest weight of the sweep whose test R² stays within 0.005 of the baseline's (no reconstruction
-cost). Here is the sweep, recomputed; the grey band is the tolerance."""),
-        ("code", f"""from sae_lite.experiments import WEIGHTS
+The weight $\\lambda$ is chosen by one rule, on the first seed at k = {K}: the largest weight of
+the sweep whose test R² stays within 0.005 of the baseline's (no reconstruction cost). Every
+chapter uses the weight this rule picks for the active profile and data (`grids.weights`), so the
+number below is the one the rest of the book trains with. The grey band is the tolerance."""),
+        ("code", f"""from sae_lite.experiments import rule_weight
 
 sweep = grids.sweep("{key}")
 plots.sweep(sweep, ["r2", "ms_mean", "purity_mean", "dead"], tolerance=claims.TOLERANCE);
-print("the rule picks", grids.rule_weight(sweep), "on this sweep; the book uses", WEIGHTS["{key}"])"""),
+print(f"the rule picks {{rule_weight(sweep)}} on this sweep; every chapter uses {{grids.weights()['{key}']}}")"""),
         ("md", """## Across weights (the slider)
 
 The slider walks the penalty weight; the figure shows the R² when the SAE is run with an inference
@@ -469,18 +470,18 @@ for name, key in (("02_off_support_l1", "offsupport"), ("03_l1_l2_ratio", "ratio
     CHAPTERS[name] += [
         ("md", "## Exercises"),
         ("md", exercise(1, "easy", 5, f"Read the sweep: from which weight on does the {label} cost reconstruction?",
-                        "The first weight whose R² point falls below the grey band; `grids.rule_weight` "
+                        "The first weight whose R² point falls below the grey band; `experiments.rule_weight` "
                         "returns the last one inside it.")),
         ("md", exercise(2, "medium", 10, "Does the penalty change L0? Compare `l0` of the two methods in `rows`.",
                         "```python\nsummarize(chosen, ['l0'], by=('method',))\n```\nTop-k still keeps k "
                         "entries; the penalty changes *which* and how large, so L0 moves little.")),
         ("md", exercise(3, "hard", 20, "Run the sweep on digits (`grids.sweep('%s', data='digits')`). Does the rule pick the same weight?" % key,
-                        "Compare `grids.rule_weight` on both sweeps. The loss is scale-free (FVU), so weights "
+                        "Compare `experiments.rule_weight` on both sweeps. The loss is scale-free (FVU), so weights "
                         "transfer roughly, but the tolerance is met at a data-dependent weight.")),
         ("md", f"""## Summary
 
 - The {label} acts on the activations before the Top-k selection, on the batch-active units only.
-- Its weight was chosen by a stated rule on a sweep, shown above.
+- Its weight is chosen by a stated rule on a sweep, shown above, for the profile and data that ran.
 - The box reports, with standard errors, whether the interpretability gain and the no-cost part hold on our data."""),
     ]
 
