@@ -18,9 +18,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # `%matplotlib inline` themselves, and the notebooks' figures are checked below.
 
 
-def _figure_check():
-    """scripts/check_figures.py, the guard that a drawing cell shows an image."""
-    spec = importlib.util.spec_from_file_location("check_figures", ROOT / "scripts" / "check_figures.py")
+def _load(name: str, path: Path):
+    """The module in the file ``path`` (a script or a book extension: not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -28,12 +28,14 @@ def _figure_check():
 
 def pytest_configure(config):
     """Every notebook nbmake executes must also show an image for every code cell that draws
-    (scripts/check_figures.py): a chapter that runs but displays no figure fails the test command."""
+    (scripts/check_figures.py): a chapter that runs but displays no figure fails the test command.
+    The kernel's messages are polled in slices (book/_ext/nbclient_poll.py)."""
     try:
         from nbmake import nb_result, pytest_items
     except ImportError:   # nbmake absent: no notebooks are collected
         return
-    check = _figure_check()
+    _load("nbclient_poll", ROOT / "book" / "_ext" / "nbclient_poll.py").patch()  # no stall on a missed wake-up
+    check = _load("check_figures", ROOT / "scripts" / "check_figures.py")
 
     class FigureCheckingRun(pytest_items.NotebookRun):
         def execute(self):

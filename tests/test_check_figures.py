@@ -80,8 +80,9 @@ def test_the_test_command_fails_on_a_chapter_with_a_silent_plot(pytester, monkey
     """nbmake under this repository's conftest: with MPLBACKEND=Agg exported the kernel never installs
     IPython's inline backend, the plot is silent and the notebook fails; with the inline backend it passes."""
     shutil.copy(ROOT / "conftest.py", pytester.path / "conftest.py")
-    (pytester.path / "scripts").mkdir()
-    shutil.copy(ROOT / "scripts" / "check_figures.py", pytester.path / "scripts" / "check_figures.py")
+    for folder, name in (("scripts", "check_figures.py"), ("book/_ext", "nbclient_poll.py")):
+        (pytester.path / folder).mkdir(parents=True)
+        shutil.copy(ROOT / folder / name, pytester.path / folder / name)
     nb = notebook((SILENT, []))
     nbformat.write(nb, pytester.path / "chapter.ipynb")
     if backend:
