@@ -28,23 +28,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae_lite.backbones import BACKBONES, WEIGHTS, LoadedBackbone, get_backbone, load_backbone
+from sae_lite.backbones import BACKBONES, WEIGHTS, LoadedBackbone, check_resolution, get_backbone, load_backbone
 from sae_lite.data import Dataset, write_store
 from sae_lite.errors import SaeLiteError
 from sae_lite.images import ImageFiles, ImageSource, collate, image_folder, open_images
 
-PARTIAL_FORMAT = "sae-lite-partial/1"
+PARTIAL_FORMAT = "sae-lite-partial/2"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def embed_images(backbone: str, source: ImageSource | str | os.PathLike, out: str | os.PathLike, *,
-                 weights: str = "pretrained", tag: str | None = None, batch_size: int = 64,
-                 device: str = "auto", precision: str = "auto", num_workers: int | None = None,
-                 shard_size: int = 4096, overwrite: bool = False, progress: bool = True) -> Path:
+                 weights: str = "pretrained", tag: str | None = None, resolution: int | None = None,
+                 batch_size: int = 64, device: str = "auto", precision: str = "auto",
+                 num_workers: int | None = None, shard_size: int = 4096, overwrite: bool = False,
+                 progress: bool = True) -> Path:
     """Embed every image of ``source`` with ``backbone`` into the store ``out``; returns its path.
 
-    ``source``: an `ImageSource` or a folder (read by `image_folder`). ``weights``/``tag``: see
-    `sae_lite.backbones.load_backbone`. ``precision="auto"``: bf16 (else fp16) autocast on CUDA,
+    ``source``: an `ImageSource` or a folder (read by `image_folder`). ``weights``/``tag``/
+    ``resolution``: see `sae_lite.backbones.load_backbone`. ``precision="auto"``: bf16 (else fp16) autocast on CUDA,
     fp32 on the CPU. ``num_workers`` (decoding processes) defaults to min(8, CPUs) on CUDA and 0
     on the CPU. Re-running an interrupted call resumes it; ``overwrite`` replaces ``out`` and an
     ``OUT.partial`` left by a different extraction.
@@ -58,13 +59,14 @@ def embed_images(backbone: str, source: ImageSource | str | os.PathLike, out: st
     spec = get_backbone(backbone)
     if weights not in WEIGHTS:
         raise SaeLiteError(f"weights must be 'pretrained' or 'random', got {weights!r}")
+    resolution = check_resolution(backbone, resolution)
     dev = _choose_device(device)
     precision = _choose_precision(precision, dev)
     source = source if isinstance(source, ImageSource) else image_folder(source)
     partial = out.with_name(out.name + ".partial")
-    config = _config(backbone, weights, tag or spec.tag, precision, source, shard_size)
+    config = _config(backbone, weights, tag or spec.tag, resolution, precision, source, shard_size)
     state = _resumable(partial, config, overwrite)  # checked before any work
-    loaded = load_backbone(backbone, weights, tag)
+    loaded = load_backbone(backbone, weights, tag, resolution=resolution)
     loaded.module.to(dev)
     state = state or _start_partial(partial, config)
     n = len(source.paths)
@@ -131,11 +133,12 @@ def _choose_precision(precision: str, device: torch.device) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def _config(backbone: str, weights: str, tag: str, precision: str, source: ImageSource, shard_size: int) -> dict:
+def _config(backbone: str, weights: str, tag: str, resolution: int, precision: str, source: ImageSource,
+            shard_size: int) -> dict:
     """What must match for the shards of an interrupted run to be reused."""
     listing = hashlib.sha1("\n".join(map(str, source.paths)).encode()).hexdigest()
     return {"format": PARTIAL_FORMAT, "backbone": backbone, "weights": weights, "tag": tag,
-            "precision": precision, "source": source.meta, "n_images": len(source.paths),
+            "resolution": resolution, "precision": precision, "source": source.meta, "n_images": len(source.paths),
             "paths_sha1": listing, "shard_size": shard_size}
 
 
@@ -273,6 +276,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--openimages-classes", metavar="CSV", help="Open Images class descriptions (LabelName,DisplayName)")
     p.add_argument("--weights", default="pretrained", help="pretrained (default) or random (no download)")
     p.add_argument("--tag", metavar="TAG|FILE", help="pretrained tag, or a local checkpoint file (default: the backbone's)")
+    p.add_argument("--resolution", type=int, metavar="PX", help="input size in pixels, for backbones that take any "
+                                                                "(efficientnet-lite0; default: the backbone's, 112 there)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", help="auto (default: bf16/fp16 on a GPU, fp32 on the CPU), "
@@ -287,6 +292,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def run_embed(args: argparse.Namespace) -> int:
     """The ``embed`` subcommand: writes the store, prints one summary line, returns the exit status."""
+    check_resolution(args.backbone, args.resolution)  # a bad backbone or size fails before the images are read
     if args.openimages_labels:
         source = open_images(args.images, args.openimages_labels, args.openimages_classes)
     elif args.openimages_classes:
@@ -296,10 +302,11 @@ def run_embed(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="skipped ")  # reported below
         out = embed_images(args.backbone, source, args.out, weights=args.weights, tag=args.tag,
-                           batch_size=args.batch_size, device=args.device, precision=args.precision,
+                           resolution=args.resolution, batch_size=args.batch_size, device=args.device, precision=args.precision,
                            num_workers=args.num_workers, shard_size=args.shard_size, overwrite=args.overwrite,
                            progress=args.progress)
     meta = json.loads((out / "meta.json").read_text())
-    print(f"wrote {out}: {meta['n']} x {meta['d']} embeddings ({args.backbone}, {meta['weights']} weights); "
+    print(f"wrote {out}: {meta['n']} x {meta['d']} embeddings ({args.backbone}, {meta['weights']} weights, "
+          f"{meta['resolution']} px); "
           f"skipped {meta['skipped']} unreadable image(s)" + (f", e.g. {meta['skipped_files'][0]}" if meta["skipped"] else ""))
     return 0
