@@ -6,8 +6,8 @@
 
 The data are the four gzip'd idx files of the original release (`FILES`). The name
 ``fashion-mnist`` finds them, in this order: in the Debian/Ubuntu package ``dataset-fashion-mnist``
-(`DEBIAN_DIR`); in the download cache (``$SAE_LITE_DATA/fashion-mnist``, by default
-``~/.cache/sae-lite/data/fashion-mnist``); else, with network access, torchvision's
+(`DEBIAN_DIR`); in the download cache (``$SAE_LITE_DOWNLOADS/fashion-mnist``, by default
+``~/.cache/sae-lite/downloads/fashion-mnist``); else, with network access, torchvision's
 ``FashionMNIST(download=True)`` fetches them into that cache (into a temporary folder renamed into
 place when all four are there). Offline that last step fails within seconds. A folder given instead
 of the name is read as it is. Every file is checked (present, gzip, magic number, sizes) before
@@ -70,8 +70,8 @@ def how_to_get() -> str:
 
 
 def cache_dir() -> Path:
-    """Where a download goes: ``$SAE_LITE_DATA/fashion-mnist`` (default ``~/.cache/sae-lite/data``)."""
-    return Path(os.environ.get("SAE_LITE_DATA") or Path.home() / ".cache" / "sae-lite" / "data") / NAME
+    """Where a download goes: ``$SAE_LITE_DOWNLOADS/fashion-mnist`` (default ``~/.cache/sae-lite/downloads``)."""
+    return Path(os.environ.get("SAE_LITE_DOWNLOADS") or Path.home() / ".cache" / "sae-lite" / "downloads") / NAME
 
 
 def locate() -> Path:

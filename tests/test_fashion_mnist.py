@@ -131,7 +131,7 @@ def test_a_folder_gives_images_labels_and_classes(fashion):
 def test_the_name_finds_debian_first_then_the_cache(tmp_path, monkeypatch):
     debian, data = tmp_path / "debian", tmp_path / "data"
     monkeypatch.setattr(fm, "DEBIAN_DIR", debian)
-    monkeypatch.setenv("SAE_LITE_DATA", str(data))
+    monkeypatch.setenv("SAE_LITE_DOWNLOADS", str(data))
     monkeypatch.setattr(fm, "download", lambda folder: pytest.fail("nothing should be downloaded"))
     write_fashion(data / "fashion-mnist")
     assert fm.fashion_mnist().meta["path"] == str(data / "fashion-mnist")
@@ -141,7 +141,7 @@ def test_the_name_finds_debian_first_then_the_cache(tmp_path, monkeypatch):
 
 def test_offline_without_files_fails_fast_with_the_three_ways(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "debian")
-    monkeypatch.setenv("SAE_LITE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SAE_LITE_DOWNLOADS", str(tmp_path / "data"))
     asked = []
     monkeypatch.setattr(fm, "_reachable", lambda host: asked.append(host) or False)
     assert main(["embed", "--backbone", "efficientnet-lite0", "--images", "fashion-mnist",
@@ -179,7 +179,7 @@ def test_online_torchvision_downloads_into_the_cache_whole_or_not_at_all(tmp_pat
 
     torchvision = import_torchvision()
     monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "debian")
-    monkeypatch.setenv("SAE_LITE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SAE_LITE_DOWNLOADS", str(tmp_path / "data"))
     monkeypatch.setattr(fm, "_reachable", lambda host: True)
     monkeypatch.setattr(FakeTorchvisionFashionMNIST, "fail", fail)
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeTorchvisionFashionMNIST)
