@@ -181,7 +181,8 @@ def planted(n: int = 8192, d: int = 64, n_atoms: int = 192, n_classes: int = 8, 
 def digits() -> Dataset:
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), each pixel standardised.
 
-    Pixels that are constant over the data set stay 0. The reference embedding is the raw pixels.
+    Pixels that are constant over the data set stay 0. The reference embedding is the raw pixels
+    (0-16); ``images`` are the same pixels as uint8 [n, 8, 8] (0-255), to be drawn.
     """
     from sklearn.datasets import load_digits
 
@@ -189,8 +190,10 @@ def digits() -> Dataset:
     raw = bunch.data.astype(np.float32)
     std = raw.std(0)
     x = (raw - raw.mean(0)) / np.where(std > 0, std, 1.0)
+    images = np.round(raw * (255 / 16)).astype(np.uint8).reshape(-1, 8, 8)
     return Dataset(x=x.astype(np.float32), labels=bunch.target.astype(np.int64), ref=raw, name="digits",
-                   meta={"source": "sklearn.datasets.load_digits"})
+                   meta={"source": "sklearn.datasets.load_digits", "classes": [str(c) for c in range(10)]},
+                   images=images)
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,17 +277,3 @@ def _label_kind(labels: np.ndarray | None) -> str | None:
     if labels is None:
         return None
     return "multi" if np.asarray(labels).ndim == 2 else "single"
-
-
-def load(name: str, **kwargs) -> Dataset:
-    """A dataset by name: ``planted``, ``planted-signed``, ``digits``, or the path of a store."""
-    if name == "planted":
-        return planted(**kwargs)
-    if name == "planted-signed":
-        return planted(signed_fraction=kwargs.pop("signed_fraction", 0.25), **kwargs)
-    if name == "digits":
-        return digits()
-    if Path(name).is_dir():
-        return load_store(name)
-    raise SaeLiteError(f"unknown data {name!r}: use 'planted', 'planted-signed', 'digits' "
-                       "or the directory of an embedding store")
