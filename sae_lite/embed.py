@@ -288,7 +288,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default="pretrained", help="pretrained (default) or random (no download)")
     p.add_argument("--tag", metavar="TAG|FILE", help="pretrained tag, or a local checkpoint file (default: the backbone's)")
     p.add_argument("--resolution", type=int, metavar="PX", help="input size in pixels, for backbones that take any "
-                                                                "(efficientnet-lite0; default: the backbone's, 112 there)")
+                                                                "(efficientnet-lite0; default: the backbone's, 96 there)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", help="auto (default: bf16/fp16 on a GPU, fp32 on the CPU), "

@@ -287,7 +287,7 @@ def test_efficientnet_lite0_with_random_weights_gives_non_negative_1280_d_embedd
     first = load_backbone(LITE0, weights="random")
     torch.manual_seed(2)
     again = load_backbone(LITE0, weights="random")
-    assert first.meta["checkpoint"] is None and first.meta["resolution"] == 112 and first.meta["dim"] == 1280
+    assert first.meta["checkpoint"] is None and first.meta["resolution"] == 96 and first.meta["dim"] == 1280
     x = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         z = first.embed(x)
@@ -308,7 +308,7 @@ def test_resolution_sets_the_input_size_and_is_recorded(folders, tmp_path):
     assert pixels.shape == (3, 48, 48) and -1 <= float(pixels.min()) and float(pixels.max()) <= 1
     with torch.no_grad():
         np.testing.assert_allclose(store.x[7], loaded.embed(pixels[None]).numpy()[0], rtol=1e-4, atol=1e-5)
-    assert load_backbone(LITE0, weights="random").preprocess(Image.new("RGB", (40, 30))).shape == (3, 112, 112)
+    assert load_backbone(LITE0, weights="random").preprocess(Image.new("RGB", (40, 30))).shape == (3, 96, 96)
 
 
 def test_a_fixed_size_vit_refuses_another_resolution(folders, tmp_path, capsys):
