@@ -328,7 +328,7 @@ def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tupl
     rows: dict[int, dict] = {}
     if workers > 1:  # train the missing runs side by side; cached ones are only loaded, below
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: safe under Jupyter and torch
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = max(1, usable_cores() // workers)
         with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
                                  initargs=(threads,)) as pool:
             futures = {i: pool.submit(_train_and_evaluate, *jobs[i], spec, k_factors, probe_ms, False) for i in missing}
@@ -338,15 +338,21 @@ def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tupl
 
 
 def parallel_jobs() -> int:
-    """How many runs of a grid train at once: ``SAE_LITE_JOBS`` (default 1: in this process).
+    """How many runs of a grid train at once: ``SAE_LITE_JOBS``, by default one per CPU core this
+    process may use (one, in this process, when a CUDA GPU is there: the runs would share it).
 
-    With more, the grid's uncached runs train in that many worker processes, each with
+    With more than one, the grid's uncached runs train in that many worker processes, each with
     cores / jobs torch threads; results are the same as training them one after the other.
     """
-    value = os.environ.get("SAE_LITE_JOBS", "1")
+    value = os.environ.get("SAE_LITE_JOBS") or str(1 if torch.cuda.is_available() else usable_cores())
     if not value.isdigit() or int(value) < 1:
         raise SaeLiteError(f"SAE_LITE_JOBS={value!r} must be a whole number >= 1 (runs trained at once)")
     return int(value)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _train_and_evaluate(method: Method, config: TrainConfig, spec: dict, k_factors: tuple[float, ...],

@@ -124,3 +124,11 @@ def test_parallel_jobs_must_be_a_positive_count(monkeypatch):
     monkeypatch.setenv("SAE_LITE_JOBS", "two")
     with pytest.raises(experiments.SaeLiteError, match="SAE_LITE_JOBS"):
         experiments.parallel_jobs()
+
+
+def test_parallel_jobs_default_to_one_per_core_on_a_cpu(monkeypatch):
+    monkeypatch.delenv("SAE_LITE_JOBS")
+    monkeypatch.setattr(experiments.torch.cuda, "is_available", lambda: False)
+    assert experiments.parallel_jobs() == experiments.usable_cores() >= 1
+    monkeypatch.setattr(experiments.torch.cuda, "is_available", lambda: True)
+    assert experiments.parallel_jobs() == 1
