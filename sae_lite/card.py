@@ -67,8 +67,8 @@ def card_fields(sae: SAE, config: TrainConfig, data: dict, metrics: dict, stabil
         "auxk": f"on (alpha={config.auxk_alpha:.4g}, k_aux={config.k_aux or sae.d // 2}, dead after "
                 f"{config.dead_after} inputs)" if config.auxk else "off",
         "training": f"{config.steps} steps of {config.batch_size}, Adam lr={config.lr:g}, seed {config.seed}",
-        "reconstruction": {"metric": "R^2 (per-dimension, test split)", "value": metrics.get("r2"),
-                           "fvu": metrics.get("fvu")},
+        "reconstruction": {"metric": "R^2 (per-dimension, uniform average, test split)", "value": metrics.get("r2"),
+                           "variance_weighted": metrics.get("r2_vw"), "fvu": metrics.get("fvu")},
         "monosemanticity": {"metric": "mean MS over latents (Pach et al. 2025), reference = "
                                       + ("planted codes" if "recovery_mmcs" in metrics else "reference embedding"),
                             "value": metrics.get("ms_mean")},

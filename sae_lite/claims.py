@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 from sae_lite.errors import SaeLiteError
-from sae_lite.experiments import ABLATIONS, METHODS, TOLERANCE, Method, summarize
+from sae_lite.experiments import ABLATIONS, COST_METRIC, METHODS, TOLERANCE, Method, summarize
 
 DIRECTIONS = ("higher", "lower")
 
@@ -48,7 +48,7 @@ CLAIMS = {claim.id: claim for claim in (
     Claim("interpretability",
           "The off-support L1 and the L1/L2 ratio raise monosemanticity and class purity at no "
           "reconstruction cost.",
-          metrics=("ms_mean", "purity_mean"), no_cost=("r2",),
+          metrics=("ms_mean", "purity_mean"), no_cost=(COST_METRIC,),
           pairs=(("offsupport", "baseline"), ("ratio", "baseline"))),
     Claim("inference_k",
           "The L1/L2 ratio makes the SAE more robust to an inference-time k' that differs from the "
@@ -182,6 +182,16 @@ def to_markdown(results: list[dict]) -> str:
                          f"| {p['diff']:+.3f} ± {se} | {p['direction']} | {p['outcome']} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def overview(results: list[dict]) -> str:
+    """A Markdown table of each claim's verdict on every data set, side by side (claims as rows)."""
+    data = list(dict.fromkeys(r["data"] for r in results))
+    verdicts = {(r["claim"], r["data"]): verdict_text(r) for r in results}
+    lines = ["| claim | " + " | ".join(f"`{d}`" for d in data) + " |", "|---|" + "---|" * len(data)]
+    for claim in dict.fromkeys(r["claim"] for r in results):
+        lines.append(f"| `{claim}` | " + " | ".join(verdicts.get((claim, d), "not measured") for d in data) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def box(results: list[dict], title: str = "What the paper claims / what we measured") -> str:

@@ -1,12 +1,15 @@
 """Datasets: the `Dataset` type, planted features, scikit-learn digits, and the embedding store.
 
 Every source ends as a `Dataset`: a float32 matrix ``x`` [n, d] with optional labels, a reference
-embedding ``ref`` [n, D] (used by the monosemanticity score) and, for planted data, the ground truth.
+embedding ``ref`` [n, D] (used by the monosemanticity score), optional thumbnails of the embedded
+images and, for planted data, the ground truth.
 
 The embedding store (written by `sae_lite.embed` or by `write_store`) is a directory::
 
     embeddings.npy   float32 [n, d], read through a memory map (a store may exceed RAM)
     labels.npy       optional: int64 [n] (one class each) or bool [n, C] (multi-label)
+    images.npy       optional: uint8 [n, H, W] (grey) or [n, H, W, 3] (RGB), the embedded images
+                     themselves (Fashion-MNIST: [n, 28, 28]), to show what a latent responds to
     meta.json        {"format": "sae-lite-store/1", "n", "d", "label_kind", "classes", ...provenance}
 """
 
@@ -39,6 +42,8 @@ class Dataset:
         n_active: int64 [n] number of planted atoms active in each input, or None.
         name: a short name for tables and method cards.
         meta: provenance (backbone, source, ...), JSON-serialisable.
+        images: uint8 [n, H, W] or [n, H, W, 3], the image behind each input (a store's
+            images.npy), or None.
     """
 
     x: np.ndarray
@@ -49,6 +54,7 @@ class Dataset:
     n_active: np.ndarray | None = None
     name: str = "data"
     meta: dict | None = None
+    images: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         from sae_lite.stream import StoreRows
@@ -56,10 +62,15 @@ class Dataset:
         if self.x.ndim != 2 or self.x.shape[0] == 0:
             raise SaeLiteError(f"x must be a non-empty [n, d] matrix, got shape {self.x.shape}; reshape your inputs to one row per sample")
         n = self.x.shape[0]
-        for field in ("labels", "ref", "codes", "n_active"):
+        for field in ("labels", "ref", "codes", "n_active", "images"):
             value = getattr(self, field)
             if value is not None and len(value) != n:
                 raise SaeLiteError(f"{field} has {len(value)} rows but x has {n}; give one {field} row per input")
+        images = self.images
+        if images is not None and (images.dtype != np.uint8 or images.ndim not in (3, 4)
+                                   or (images.ndim == 4 and images.shape[3] != 3)):
+            raise SaeLiteError(f"images must be uint8 [n, H, W] or [n, H, W, 3], got {images.dtype} {images.shape}; "
+                               "pass 8-bit pixels, one image per row of x")
         if not isinstance(self.x, (np.memmap, StoreRows)):  # a store is scanned by load_store(check=True)
             check_finite(self.x, "x")
 
@@ -89,8 +100,8 @@ class Dataset:
             x = StoreRows(self.x, index)
         else:
             x = np.asarray(self.x[index], dtype=np.float32)
-        return replace(self, x=x, labels=take(self.labels),
-                       ref=take(self.ref), codes=take(self.codes), n_active=take(self.n_active))
+        return replace(self, x=x, labels=take(self.labels), ref=take(self.ref), codes=take(self.codes),
+                       n_active=take(self.n_active), images=take(self.images))
 
     def split(self, test_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
         """A deterministic train/test split: the same (n, fraction, seed) always gives the same split.
@@ -170,7 +181,8 @@ def planted(n: int = 8192, d: int = 64, n_atoms: int = 192, n_classes: int = 8, 
 def digits() -> Dataset:
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), each pixel standardised.
 
-    Pixels that are constant over the data set stay 0. The reference embedding is the raw pixels.
+    Pixels that are constant over the data set stay 0. The reference embedding is the raw pixels
+    (0-16); ``images`` are the same pixels as uint8 [n, 8, 8] (0-255), to be drawn.
     """
     from sklearn.datasets import load_digits
 
@@ -178,8 +190,10 @@ def digits() -> Dataset:
     raw = bunch.data.astype(np.float32)
     std = raw.std(0)
     x = (raw - raw.mean(0)) / np.where(std > 0, std, 1.0)
+    images = np.round(raw * (255 / 16)).astype(np.uint8).reshape(-1, 8, 8)
     return Dataset(x=x.astype(np.float32), labels=bunch.target.astype(np.int64), ref=raw, name="digits",
-                   meta={"source": "sklearn.datasets.load_digits"})
+                   meta={"source": "sklearn.datasets.load_digits", "classes": [str(c) for c in range(10)]},
+                   images=images)
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,16 +201,18 @@ def digits() -> Dataset:
 # --------------------------------------------------------------------------------------------
 
 def write_store(path: str | os.PathLike, x: np.ndarray, labels: np.ndarray | None = None,
-                meta: dict | None = None, overwrite: bool = False) -> Path:
+                meta: dict | None = None, overwrite: bool = False, images: np.ndarray | None = None) -> Path:
     """Write an embedding store atomically: a temporary directory is renamed into place at the end.
 
-    ``x`` is float32 [n, d]; ``labels`` int [n] or bool [n, C]; ``meta`` extra provenance.
+    ``x`` is float32 [n, d]; ``labels`` int [n] or bool [n, C]; ``meta`` extra provenance;
+    ``images`` uint8 [n, H, W] or [n, H, W, 3], the embedded images (thumbnails) row by row.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise SaeLiteError(f"{path} already exists; choose another directory or pass overwrite=True")
     x = np.asarray(x, dtype=np.float32)
-    dataset = Dataset(x=x, labels=labels)  # validates shapes and finiteness before any write
+    images = None if images is None else np.asarray(images)
+    dataset = Dataset(x=x, labels=labels, images=images)  # validates shapes and finiteness before any write
     meta = dict(meta or {})
     meta.update(format=STORE_FORMAT, n=dataset.n, d=dataset.d, label_kind=_label_kind(labels))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,6 +221,8 @@ def write_store(path: str | os.PathLike, x: np.ndarray, labels: np.ndarray | Non
         np.save(tmp / "embeddings.npy", x)
         if labels is not None:
             np.save(tmp / "labels.npy", np.asarray(labels))
+        if images is not None:
+            np.save(tmp / "images.npy", np.asarray(images))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
         if path.exists():
             shutil.rmtree(path)
@@ -238,26 +256,24 @@ def load_store(path: str | os.PathLike, check: bool = True) -> Dataset:
     if (labels is None) != (meta.get("label_kind") is None):
         raise SaeLiteError(f"{path}: meta.json label_kind={meta.get('label_kind')!r} disagrees with "
                            f"labels.npy being {'absent' if labels is None else 'present'}; re-create the store")
+    images = _load_images(path / "images.npy", x.shape[0])
     if check:
         check_finite(x, str(x_file))
-    return Dataset(x=x, labels=labels, name=meta.get("name", path.name), meta=meta)
+    return Dataset(x=x, labels=labels, name=meta.get("name", path.name), meta=meta, images=images)
+
+
+def _load_images(images_file: Path, n: int) -> np.ndarray | None:
+    """A store's images.npy as a read-only memory map (None when absent), checked against its n rows."""
+    if not images_file.is_file():
+        return None
+    images = np.load(images_file, mmap_mode="r")
+    if len(images) != n:
+        raise SaeLiteError(f"{images_file} has {len(images)} rows but the store holds {n} embeddings; "
+                           "the store is damaged, re-create it")
+    return images
 
 
 def _label_kind(labels: np.ndarray | None) -> str | None:
     if labels is None:
         return None
     return "multi" if np.asarray(labels).ndim == 2 else "single"
-
-
-def load(name: str, **kwargs) -> Dataset:
-    """A dataset by name: ``planted``, ``planted-signed``, ``digits``, or the path of a store."""
-    if name == "planted":
-        return planted(**kwargs)
-    if name == "planted-signed":
-        return planted(signed_fraction=kwargs.pop("signed_fraction", 0.25), **kwargs)
-    if name == "digits":
-        return digits()
-    if Path(name).is_dir():
-        return load_store(name)
-    raise SaeLiteError(f"unknown data {name!r}: use 'planted', 'planted-signed', 'digits' "
-                       "or the directory of an embedding store")

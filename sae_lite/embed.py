@@ -2,21 +2,23 @@
 
     embed_images("clip-vit-l-14", image_folder("imagenet/val"), "stores/in1k-val-clip")
     python -m sae_lite embed --backbone clip-vit-l-14 --images imagenet/val --out stores/in1k-val-clip
+    python -m sae_lite embed --backbone efficientnet-lite0 --images fashion-mnist --limit 6000 --out stores/fmnist
 
-The images are decoded by a torch DataLoader and embedded in batches (on the GPU in bf16/fp16
+The images (files, or pixels in memory) are decoded by a torch DataLoader and embedded in batches (on the GPU in bf16/fp16
 autocast when there is one, else on the CPU in fp32: the same code). Every ``shard_size`` images
 the embeddings go to ``OUT.partial/shard-*.npy`` and are recorded in ``OUT.partial/progress.json``;
 running the same extraction again after an interruption resumes at the first unrecorded shard.
 At the end the shards become the store ``OUT`` (`sae_lite.data.write_store`: written aside and
 renamed, so a directory named OUT is always complete) and ``OUT.partial`` is removed. Peak disk
 use is about three times the store. Unreadable images are skipped, counted and named in the
-store's meta.json (with the backbone, tag, weights, source, counts, date and package version).
+store's meta.json (with the backbone, tag, weights, resolution, preprocessing, source, counts, date
+and package version). A source held in memory (Fashion-MNIST) also leaves its images in the store
+(images.npy), so that a reader can see what a latent responds to.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -28,23 +30,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae_lite.backbones import BACKBONES, WEIGHTS, LoadedBackbone, get_backbone, load_backbone
+from sae_lite import fashion_mnist
+from sae_lite.backbones import BACKBONES, WEIGHTS, LoadedBackbone, check_resolution, get_backbone, load_backbone
 from sae_lite.data import Dataset, write_store
 from sae_lite.errors import SaeLiteError
-from sae_lite.images import ImageFiles, ImageSource, collate, image_folder, open_images
+from sae_lite.images import ImageSource, collate, image_folder, open_images, select
 
-PARTIAL_FORMAT = "sae-lite-partial/1"
+PARTIAL_FORMAT = "sae-lite-partial/2"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def embed_images(backbone: str, source: ImageSource | str | os.PathLike, out: str | os.PathLike, *,
-                 weights: str = "pretrained", tag: str | None = None, batch_size: int = 64,
-                 device: str = "auto", precision: str = "auto", num_workers: int | None = None,
-                 shard_size: int = 4096, overwrite: bool = False, progress: bool = True) -> Path:
+                 weights: str = "pretrained", tag: str | None = None, resolution: int | None = None,
+                 batch_size: int = 64, device: str = "auto", precision: str = "auto",
+                 num_workers: int | None = None, shard_size: int = 4096, overwrite: bool = False,
+                 progress: bool = True) -> Path:
     """Embed every image of ``source`` with ``backbone`` into the store ``out``; returns its path.
 
-    ``source``: an `ImageSource` or a folder (read by `image_folder`). ``weights``/``tag``: see
-    `sae_lite.backbones.load_backbone`. ``precision="auto"``: bf16 (else fp16) autocast on CUDA,
+    ``source``: an `ImageSource` or a folder (read by `image_folder`). ``weights``/``tag``/
+    ``resolution``: see `sae_lite.backbones.load_backbone` (the source's ``fit`` says how an
+    image is fitted to the input). ``precision="auto"``: bf16 (else fp16) autocast on CUDA,
     fp32 on the CPU. ``num_workers`` (decoding processes) defaults to min(8, CPUs) on CUDA and 0
     on the CPU. Re-running an interrupted call resumes it; ``overwrite`` replaces ``out`` and an
     ``OUT.partial`` left by a different extraction.
@@ -58,26 +63,28 @@ def embed_images(backbone: str, source: ImageSource | str | os.PathLike, out: st
     spec = get_backbone(backbone)
     if weights not in WEIGHTS:
         raise SaeLiteError(f"weights must be 'pretrained' or 'random', got {weights!r}")
+    resolution = check_resolution(backbone, resolution)
     dev = _choose_device(device)
     precision = _choose_precision(precision, dev)
     source = source if isinstance(source, ImageSource) else image_folder(source)
     partial = out.with_name(out.name + ".partial")
-    config = _config(backbone, weights, tag or spec.tag, precision, source, shard_size)
+    config = _config(backbone, weights, tag or spec.tag, resolution, precision, source, shard_size)
     state = _resumable(partial, config, overwrite)  # checked before any work
-    loaded = load_backbone(backbone, weights, tag)
+    loaded = load_backbone(backbone, weights, tag, resolution=resolution, fit=source.fit)
     loaded.module.to(dev)
     state = state or _start_partial(partial, config)
-    n = len(source.paths)
+    n = len(source)
     shards = [range(i, min(i + shard_size, n)) for i in range(0, n, shard_size)]
     workers = num_workers if num_workers is not None else (min(8, os.cpu_count() or 1) if dev.type == "cuda" else 0)
-    _extract(loaded, source.paths, shards, state, partial, batch_size, dev, precision, workers, progress)
+    _extract(loaded, source, shards, state, partial, batch_size, dev, precision, workers, progress)
     skipped = [entry for s in range(len(shards)) for entry in state["shards"][str(s)]["skipped"]]
     if len(skipped) == n:
         raise SaeLiteError(f"none of the {n} images could be read (e.g. {skipped[0][0]}: {skipped[0][1]}); "
                            "check the files, then re-run with --overwrite")
     x, index = _consolidate(partial, state, len(shards))
     labels = None if source.labels is None else source.labels[index]
-    write_store(out, x, labels, _store_meta(loaded, source, precision, skipped), overwrite=overwrite)
+    images = None if source.pixels is None else source.pixels[index]
+    write_store(out, x, labels, _store_meta(loaded, source, precision, skipped), overwrite=overwrite, images=images)
     del x
     shutil.rmtree(partial)
     if skipped:
@@ -131,12 +138,13 @@ def _choose_precision(precision: str, device: torch.device) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def _config(backbone: str, weights: str, tag: str, precision: str, source: ImageSource, shard_size: int) -> dict:
-    """What must match for the shards of an interrupted run to be reused."""
-    listing = hashlib.sha1("\n".join(map(str, source.paths)).encode()).hexdigest()
+def _config(backbone: str, weights: str, tag: str, resolution: int, precision: str, source: ImageSource,
+            shard_size: int) -> dict:
+    """What must match for the shards of an interrupted run to be reused (the images themselves
+    are identified by a hash: of the file paths, or of the pixels held in memory)."""
     return {"format": PARTIAL_FORMAT, "backbone": backbone, "weights": weights, "tag": tag,
-            "precision": precision, "source": source.meta, "n_images": len(source.paths),
-            "paths_sha1": listing, "shard_size": shard_size}
+            "resolution": resolution, "fit": source.fit, "precision": precision, "source": source.meta,
+            "n_images": len(source), "images_sha1": source.fingerprint(), "shard_size": shard_size}
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +178,7 @@ def _start_partial(partial: Path, config: dict) -> dict:
     return state
 
 
-def _extract(loaded: LoadedBackbone, paths: list[Path], shards: list[range], state: dict, partial: Path,
+def _extract(loaded: LoadedBackbone, source: ImageSource, shards: list[range], state: dict, partial: Path,
              batch_size: int, device: torch.device, precision: str, num_workers: int, progress: bool) -> None:
     """Embed every shard not yet recorded in ``state``, saving each as soon as its last batch is done."""
     from tqdm.auto import tqdm
@@ -179,16 +187,16 @@ def _extract(loaded: LoadedBackbone, paths: list[Path], shards: list[range], sta
     plan = [(s, r[i:i + batch_size], i + batch_size >= len(r)) for s, r in todo for i in range(0, len(r), batch_size)]
     if not plan:
         return
-    loader = torch.utils.data.DataLoader(ImageFiles(paths, loaded.preprocess), batch_sampler=[list(b) for _, b, _ in plan],
+    loader = torch.utils.data.DataLoader(source.dataset(loaded.preprocess), batch_sampler=[list(b) for _, b, _ in plan],
                                          collate_fn=collate, num_workers=num_workers, pin_memory=device.type == "cuda")
     done = sum(len(shards[int(s)]) for s in state["shards"])
-    bar = tqdm(total=len(paths), initial=done, unit="img", disable=not progress, desc=loaded.meta["backbone"])
+    bar = tqdm(total=len(source), initial=done, unit="img", disable=not progress, desc=loaded.meta["backbone"])
     embeddings, index, skipped = [], [], []
     for (shard, batch, last), (ok, pixels, bad) in zip(plan, loader):
         if pixels is not None:
             embeddings.append(_forward(loaded, pixels, device, precision))
             index.append(ok.numpy())
-        skipped += [(str(paths[i]), why) for i, why in bad]
+        skipped += [(source.describe(i), why) for i, why in bad]
         bar.update(len(batch))
         if last:
             _save_shard(partial, shard, embeddings, index, skipped, state)
@@ -236,9 +244,10 @@ def _store_meta(loaded: LoadedBackbone, source: ImageSource, precision: str, ski
     """The provenance that goes into the store's meta.json (write_store adds n, d and label_kind)."""
     from sae_lite import __version__
 
-    return {**loaded.meta, "name": f"{Path(source.meta['path']).name}-{loaded.meta['backbone']}",
+    name = source.meta.get("name") or Path(source.meta["path"]).name
+    return {**loaded.meta, "name": f"{name}-{loaded.meta['backbone']}",
             "precision": precision, "source": source.meta, "classes": source.classes,
-            "images": len(source.paths), "skipped": len(skipped),
+            "images": len(source), "skipped": len(skipped),
             "skipped_files": [f"{path}: {why}" for path, why in skipped[:100]],
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "sae_lite_version": __version__}
 
@@ -262,17 +271,24 @@ def _write_json(path: Path, value: dict) -> None:
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Register ``python -m sae_lite embed`` on the CLI's subparsers."""
-    p = subparsers.add_parser("embed", help="embed a folder of images into an embedding store",
-                              description="Run a vision backbone over ROOT/<class>/<image> (or Open Images) "
-                                          "and write an embedding store; an interrupted run resumes.")
+    p = subparsers.add_parser("embed", help="embed images (a folder, Open Images or Fashion-MNIST) into an embedding store",
+                              description="Run a vision backbone over ROOT/<class>/<image>, Open Images or "
+                                          "Fashion-MNIST and write an embedding store; an interrupted run resumes.")
     p.add_argument("--backbone", required=True, help=f"one of: {', '.join(BACKBONES)}")
-    p.add_argument("--images", required=True, metavar="DIR", help="ROOT/<class>/<image>, a flat folder, or the "
-                                                                  "Open Images folder of <ImageID>.jpg")
+    p.add_argument("--images", required=True, metavar="DIR|fashion-mnist",
+                   help="ROOT/<class>/<image>, a flat folder, the Open Images folder of <ImageID>.jpg, a folder "
+                        "holding the four Fashion-MNIST .gz files, or the name fashion-mnist (found or downloaded)")
+    p.add_argument("--split", choices=fashion_mnist.SPLITS, help="Fashion-MNIST split (default: train)")
+    p.add_argument("--limit", type=int, metavar="N", help="embed a seeded subset of N images, class-balanced when "
+                                                          "each image has one label (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default: 0)")
     p.add_argument("--openimages-labels", metavar="CSV", help="Open Images human-verified image-level labels "
                                                               "(ImageID,Source,LabelName,Confidence): multi-label")
     p.add_argument("--openimages-classes", metavar="CSV", help="Open Images class descriptions (LabelName,DisplayName)")
     p.add_argument("--weights", default="pretrained", help="pretrained (default) or random (no download)")
     p.add_argument("--tag", metavar="TAG|FILE", help="pretrained tag, or a local checkpoint file (default: the backbone's)")
+    p.add_argument("--resolution", type=int, metavar="PX", help="input size in pixels, for backbones that take any "
+                                                                "(efficientnet-lite0; default: the backbone's, 96 there)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", help="auto (default: bf16/fp16 on a GPU, fp32 on the CPU), "
@@ -285,21 +301,35 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_embed)
 
 
+def open_source(images: str, split: str | None = None, limit: int | None = None, seed: int = 0,
+                openimages_labels: str | None = None, openimages_classes: str | None = None) -> ImageSource:
+    """The `ImageSource` that ``embed --images`` names, then a subset of ``limit`` images: Fashion-MNIST
+    (the name ``fashion-mnist``, a folder holding any of its files, or any folder with a ``split``),
+    Open Images (with a labels CSV), or a folder of images."""
+    is_fashion = images == fashion_mnist.NAME or fashion_mnist.holds_idx(images) or split is not None
+    if openimages_classes and not openimages_labels:
+        raise SaeLiteError("--openimages-classes needs --openimages-labels")
+    if is_fashion:
+        source = fashion_mnist.fashion_mnist(images, split or "train")
+    elif openimages_labels:
+        source = open_images(images, openimages_labels, openimages_classes)
+    else:
+        source = image_folder(images)
+    return select(source, limit, seed)
+
+
 def run_embed(args: argparse.Namespace) -> int:
     """The ``embed`` subcommand: writes the store, prints one summary line, returns the exit status."""
-    if args.openimages_labels:
-        source = open_images(args.images, args.openimages_labels, args.openimages_classes)
-    elif args.openimages_classes:
-        raise SaeLiteError("--openimages-classes needs --openimages-labels")
-    else:
-        source = image_folder(args.images)
+    check_resolution(args.backbone, args.resolution)  # a bad backbone or size fails before the images are read
+    source = open_source(args.images, args.split, args.limit, args.seed, args.openimages_labels, args.openimages_classes)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="skipped ")  # reported below
         out = embed_images(args.backbone, source, args.out, weights=args.weights, tag=args.tag,
-                           batch_size=args.batch_size, device=args.device, precision=args.precision,
-                           num_workers=args.num_workers, shard_size=args.shard_size, overwrite=args.overwrite,
-                           progress=args.progress)
+                           resolution=args.resolution, batch_size=args.batch_size, device=args.device,
+                           precision=args.precision, num_workers=args.num_workers, shard_size=args.shard_size,
+                           overwrite=args.overwrite, progress=args.progress)
     meta = json.loads((out / "meta.json").read_text())
-    print(f"wrote {out}: {meta['n']} x {meta['d']} embeddings ({args.backbone}, {meta['weights']} weights); "
-          f"skipped {meta['skipped']} unreadable image(s)" + (f", e.g. {meta['skipped_files'][0]}" if meta["skipped"] else ""))
+    print(f"wrote {out}: {meta['n']} x {meta['d']} embeddings ({args.backbone}, {meta['weights']} weights, "
+          f"{meta['resolution']} px); skipped {meta['skipped']} unreadable image(s)"
+          + (f", e.g. {meta['skipped_files'][0]}" if meta["skipped"] else ""))
     return 0

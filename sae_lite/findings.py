@@ -88,12 +88,12 @@ def verdicts(rows: list[dict], ids: list[str]) -> str:
     return "; ".join(f"`{r['claim']}` **{claims.verdict_text(r)}**" for r in results)
 
 
-def report(profile: Profile | None, n: int, rows: list[dict], bullets: list[str]) -> str:
-    """The verdict: a first line naming the profile and grid cell the numbers come from, the bullets,
-    and what the seeds allow one to read from them."""
+def report(profile: Profile | None, n: int, rows: list[dict], bullets: list[str], steps: int | None = None) -> str:
+    """The verdict: a first line naming the profile and grid cell the numbers come from (``steps``:
+    the runs' steps, by default the profile's), the bullets, and what the seeds allow one to read."""
     profile = profile or active_profile()
     seeds = f"{n} seed" + ("s" if n != 1 else "")
-    head = f"**Plain verdict** (profile `{profile.name}`: {seeds}, {profile.steps} steps, k = {rows[0]['k']}, " \
+    head = f"**Plain verdict** (profile `{profile.name}`: {seeds}, {steps or profile.steps} steps, k = {rows[0]['k']}, " \
         f"`{rows[0]['data']}`)."
     return head + "\n\n" + "\n".join(f"- {b}" for b in bullets) + "\n\n" + spread(n)
 
@@ -203,3 +203,36 @@ def adaptive_findings(rows: list[dict], same_l0: list[dict], profile: Profile | 
                f"By the rule of the boxes: "
                f"{verdicts(rows, ['softsae_budget'])}; {verdicts(same_l0, ['softsae_matched', 'softsae_matched_interpretability'])}."]
     return report(profile, n, rows, bullets)
+
+
+def real_findings(rows: list[dict], profile: Profile | None = None) -> str:
+    """The real-data chapter's verdict: the paper's five methods on one real cell (`grids.real`)."""
+    missing = {"baseline", "offsupport", "ratio", "offsupport-nomask", "ratio-nomask"} - {r["method"] for r in rows}
+    if missing:
+        raise SaeLiteError(f"real_findings needs the rows of {sorted(missing)} too (grids.real())")
+    s = by_method(rows, ["r2_vw", "ms_mean", "purity_mean", "dead"])
+    n = min(entry["n"] for entry in s.values())
+    base = s["baseline"]
+    bullets = []
+    for name, label in (("offsupport", "The off-support L1"), ("ratio", "The L1/L2 ratio")):
+        cost = claims.outcome(part(rows, "r2_vw", name, "baseline"), "no cost")
+        bullets.append(
+            f"*{label}.* MS {value(s[name], 'ms_mean')} against the baseline's {value(base, 'ms_mean')} "
+            f"({word(rows, 'ms_mean', name, 'baseline')}); class purity {value(s[name], 'purity_mean')} against "
+            f"{value(base, 'purity_mean')} ({word(rows, 'purity_mean', name, 'baseline')}); variance-weighted R² "
+            f"{value(s[name], 'r2_vw')} against {value(base, 'r2_vw')} ({_COST[cost]}).")
+    bullets.append(
+        f"*The mask.* Dead latents: off-support {value(s['offsupport'], 'dead', 1)} with the mask and "
+        f"{value(s['offsupport-nomask'], 'dead', 1)} without ({word(rows, 'dead', 'offsupport-nomask', 'offsupport', MORE)} "
+        f"without); ratio {value(s['ratio'], 'dead', 1)} and {value(s['ratio-nomask'], 'dead', 1)} "
+        f"({word(rows, 'dead', 'ratio-nomask', 'ratio', MORE)} without).")
+    results = claims.evaluate_claims(rows)
+    bullets.append("By the rule of the boxes: " + "; ".join(
+        f"`{r['claim']}` **{claims.verdict_text(r)}**" for r in results) + ".")
+    profile = profile or active_profile()
+    return report(profile, n, rows, bullets, steps=profile.real.steps)
+
+
+_COST = {"supports": f"no reconstruction cost beyond the tolerance of {claims.TOLERANCE}",
+         "contradicts": f"a reconstruction cost beyond the tolerance of {claims.TOLERANCE}",
+         "inconclusive": f"the noise cannot tell whether it costs more than {claims.TOLERANCE}"}

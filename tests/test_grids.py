@@ -5,8 +5,8 @@ from sae_lite.experiments import PROFILE_SETTINGS, rule_weight
 
 
 def sweep_rows(r2_by_weight: dict[float, float], base: float = 0.9) -> list[dict]:
-    rows = [{"method": "baseline", "weight": 0.0, "r2": base}]
-    return rows + [{"method": "ratio", "weight": w, "r2": r2} for w, r2 in r2_by_weight.items()]
+    rows = [{"method": "baseline", "weight": 0.0, "r2_vw": base}]
+    return rows + [{"method": "ratio", "weight": w, "r2_vw": r2} for w, r2 in r2_by_weight.items()]
 
 
 def test_rule_weight_picks_the_largest_weight_within_tolerance():
@@ -45,7 +45,7 @@ def fake_run_grid(calls: list):
     def run_grid(data, methods, ks, **kw):
         calls.append((data, [m.name for m in methods], ks, kw.get("seeds")))
         return [{"method": m.name, "penalty": m.penalty, "masked": m.masked, "weight": m.weight, "k": k,
-                 "r2": 0.9 - m.weight} for m in methods for k in ks]
+                 "r2_vw": 0.9 - m.weight} for m in methods for k in ks]
     return run_grid
 
 

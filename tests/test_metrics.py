@@ -23,6 +23,20 @@ def test_fvu_and_nmse():
     assert metrics.nmse(x, x_hat) == pytest.approx(1.0 / (1 + 4 + 9 + 36))
 
 
+def test_variance_weighted_r2_is_not_swamped_by_a_nearly_constant_dimension(small_planted):
+    """On real embeddings a few dimensions barely vary; the uniform average of per-dimension R^2 is
+    then ruled by them, the variance-weighted R^2 (1 - FVU, what evaluate reports as r2_vw) is not."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 4))
+    x[:, 3] = 1e-3 * rng.standard_normal(200)          # a dimension that hardly varies
+    x_hat = x + 0.1 * rng.standard_normal((200, 4))     # the same small error everywhere
+    assert r2(x, x_hat) < 0 < 0.95 < 1 - metrics.fvu(x, x_hat)
+    assert 1 - metrics.fvu(x, x_hat) == pytest.approx(r2_score(x, x_hat, multioutput="variance_weighted"))
+    from sae_lite.sae import SAE
+    scores = metrics.evaluate(SAE(small_planted.d, 64, 4), small_planted)
+    assert scores["r2_vw"] == pytest.approx(1 - scores["fvu"])
+
+
 def brute_force_ms(acts, ref):
     acts, ref = np.asarray(acts, float), np.asarray(ref, float)
     p = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)

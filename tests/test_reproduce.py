@@ -1,6 +1,7 @@
 import csv
-import math
 import json
+import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,9 +10,9 @@ from sae_lite import experiments
 from sae_lite.cli import main
 from sae_lite.data import write_store
 from sae_lite.errors import SaeLiteError
-from sae_lite.experiments import PROFILE_SETTINGS, Cell, Profile
+from sae_lite.experiments import PROFILE_SETTINGS, Cell
 
-TINY = Profile("quick", steps=40, seeds=(0, 1), n_planted=1024)
+TINY = replace(PROFILE_SETTINGS["quick"], steps=40, seeds=(0, 1), n_planted=1024)
 TINY_CELLS = (Cell("planted", "planted", (4,), n_latents=64),)
 
 
@@ -105,7 +106,7 @@ def test_cards_carry_every_field_and_the_seed_stability(tiny, first):
 
 def test_an_out_dir_of_another_configuration_is_refused(tiny, first, capsys, monkeypatch):
     out = tiny / "results"
-    monkeypatch.setitem(PROFILE_SETTINGS, "quick", Profile("quick", steps=50, seeds=(0, 1), n_planted=1024))
+    monkeypatch.setitem(PROFILE_SETTINGS, "quick", replace(TINY, steps=50))
     code, _, err = reproduce(capsys, "--profile", "quick", "--out", out)
     assert code == 2 and "different grid configuration" in err and err.count("\n") == 1
     foreign = tiny / "foreign"
