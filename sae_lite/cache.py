@@ -8,6 +8,11 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent
 
+#: The subpackages and modules whose code computes a run's result: the data (and the embedding that
+#: makes the real data), the model and its training, the evaluation, and what they import beneath
+#: them. Everything else (study/, book/, bench/, the command line) only orchestrates or presents.
+RESULT_CODE = ("data", "core", "evaluation", "cache.py", "device.py", "errors.py", "files.py")
+
 
 def cache_dir() -> Path:
     """Where cached runs and stores live: ``SAE_LITE_CACHE`` if set, else ``.cache/sae-lite`` at the root
@@ -19,9 +24,23 @@ def cache_dir() -> Path:
     return (root if (root / "pyproject.toml").is_file() else Path.cwd()) / ".cache" / "sae-lite"
 
 
-def source_hash(modules: tuple[str, ...]) -> str:
-    """A short hash of the source of the package's ``modules`` (file names in ``sae_lite/``)."""
+def source_files(names: tuple[str, ...]) -> list[Path]:
+    """The package's ``.py`` files named by ``names``: modules (``cache.py``) or subpackages (``data``)."""
+    files = []
+    for name in names:
+        path = PACKAGE / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return files
+
+
+def source_hash(names: tuple[str, ...]) -> str:
+    """A short hash of the source of `source_files` (``names``), their paths included."""
     digest = hashlib.sha256()
-    for name in modules:
-        digest.update(name.encode() + (PACKAGE / name).read_bytes())
+    for path in source_files(names):
+        digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def result_code_hash() -> str:
+    """The hash of `RESULT_CODE`: part of every run's cache key."""
+    return source_hash(RESULT_CODE)

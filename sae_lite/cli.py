@@ -1,7 +1,8 @@
-"""The command line: ``python -m sae_lite train | evaluate | ...``.
+"""The command line: ``python -m sae_lite train | evaluate | embed | reproduce | bench``.
 
-The options of ``train`` are generated from the fields of `TrainConfig` (one source of truth).
-A user error (`SaeLiteError`) prints one line, ``error: ...``, and exits with status 2.
+Every subcommand is registered here. The options of ``train`` are generated from the fields of
+`TrainConfig` (one source of truth). A user error (`SaeLiteError`) prints one line, ``error: ...``,
+and exits with status 2, before anything is written.
 """
 
 from __future__ import annotations
@@ -9,13 +10,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import types
+import warnings
+from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Sequence
 
+import torch
+
+from sae_lite.bench import bench
+from sae_lite.book.figures import write_figures
+from sae_lite.core import distributed
+from sae_lite.core.config import TrainConfig
+from sae_lite.core.train import check
+from sae_lite.data import fashion_mnist
+from sae_lite.data.backbones import BACKBONES, check_resolution
+from sae_lite.data.embed import embed_images, open_source
+from sae_lite.device import resolve_device
 from sae_lite.errors import SaeLiteError
-from sae_lite.train import TrainConfig
+from sae_lite.study.paper import grid
+from sae_lite.study.profiles import PROFILES, active_profile
+from sae_lite.study.reproduce import reproduce
+from sae_lite.study.results import evaluate_run, train_run
 
 
 def _int_list(text: str) -> list[int]:
@@ -50,32 +65,29 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{field.name: getattr(args, field.name) for field in fields(TrainConfig)})
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from sae_lite import distributed, experiments
+# --------------------------------------------------------------------------------------------
+# train, evaluate
+# --------------------------------------------------------------------------------------------
 
+def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # validates before any work
-    distributed.context().check(config)  # under torchrun: a config it can train
-    run = experiments.train_run(config, args.data, args.out, overwrite=args.overwrite,
-                                test_fraction=args.test_fraction, split_seed=args.split_seed)
+    check(config)                    # the backend, and under torchrun a config it can train
+    run = train_run(config, args.data, args.out, overwrite=args.overwrite, test_fraction=args.test_fraction,
+                    split_seed=args.split_seed)
     if distributed.is_main():
         print(json.dumps({"out": str(run.path), **run.metrics}, indent=2))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from sae_lite import experiments
-
-    result = experiments.evaluate_run(args.run, ks=args.k, ms=args.probe, data=args.data)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(evaluate_run(args.run, ks=args.k, ms=args.probe, data=args.data), indent=2))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sae_lite", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_train(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train an SAE and write a run directory")
-    train.add_argument("--data", default="planted", help="planted, planted-signed, digits or an embedding store directory")
+    train.add_argument("--data", default="planted",
+                       help="planted, planted-signed, digits, fashion-mnist or an embedding store directory")
     train.add_argument("--out", required=True, type=Path, help="the run directory to create")
     train.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     train.add_argument("--test-fraction", type=float, default=0.2, help="share of the data held out for metrics")
@@ -85,31 +97,125 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="R^2 under other inference k and truncated linear probes")
     evaluate.add_argument("run", type=Path, help="a run directory written by `train`")
-    evaluate.add_argument("--k", type=_int_list, default=None, help="inference budgets, e.g. 8,16,32,64 (default: k/4,k/2,k,2k,4k)")
+    evaluate.add_argument("--k", type=_int_list, default=None,
+                          help="inference budgets, e.g. 8,16,32,64 (default: k/4,k/2,k,2k,4k)")
     evaluate.add_argument("--probe", type=_int_list, default=[1, 2, 4, 8], help="probe budgets m (default: 1,2,4,8)")
     evaluate.add_argument("--data", default=None, help="evaluate on other data (default: the run's own)")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    for module in _extensions():
-        module.add_cli(sub)
+
+# --------------------------------------------------------------------------------------------
+# embed
+# --------------------------------------------------------------------------------------------
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Write the store, print one summary line."""
+    check_resolution(args.backbone, args.resolution)  # a bad backbone or size fails before the images are read
+    source = open_source(args.images, args.split, args.limit, args.seed, args.openimages_labels, args.openimages_classes)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="skipped ")  # reported below
+        out = embed_images(args.backbone, source, args.out, weights=args.weights, tag=args.tag,
+                           resolution=args.resolution, batch_size=args.batch_size, device=args.device,
+                           precision=args.precision, num_workers=args.num_workers, shard_size=args.shard_size,
+                           overwrite=args.overwrite, progress=args.progress)
+    meta = json.loads((out / "meta.json").read_text())
+    print(f"wrote {out}: {meta['n']} x {meta['d']} embeddings ({args.backbone}, {meta['weights']} weights, "
+          f"{meta['resolution']} px); skipped {meta['skipped']} unreadable image(s)"
+          + (f", e.g. {meta['skipped_files'][0]}" if meta["skipped"] else ""))
+    return 0
+
+
+def add_embed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="embed images (a folder, Open Images or Fashion-MNIST) into an embedding store",
+                       description="Run a vision backbone over ROOT/<class>/<image>, Open Images or "
+                                   "Fashion-MNIST and write an embedding store; an interrupted run resumes.")
+    p.add_argument("--backbone", required=True, help=f"one of: {', '.join(BACKBONES)}")
+    p.add_argument("--images", required=True, metavar="DIR|fashion-mnist",
+                   help="ROOT/<class>/<image>, a flat folder, the Open Images folder of <ImageID>.jpg, a folder "
+                        "holding the four Fashion-MNIST .gz files, or the name fashion-mnist (found or downloaded)")
+    p.add_argument("--split", choices=fashion_mnist.SPLITS, help="Fashion-MNIST split (default: train)")
+    p.add_argument("--limit", type=int, metavar="N", help="embed a seeded subset of N images, class-balanced when "
+                                                          "each image has one label (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default: 0)")
+    p.add_argument("--openimages-labels", metavar="CSV", help="Open Images human-verified image-level labels "
+                                                              "(ImageID,Source,LabelName,Confidence): multi-label")
+    p.add_argument("--openimages-classes", metavar="CSV", help="Open Images class descriptions (LabelName,DisplayName)")
+    p.add_argument("--weights", default="pretrained", help="pretrained (default) or random (no download)")
+    p.add_argument("--tag", metavar="TAG|FILE", help="pretrained tag, or a local checkpoint file (default: the backbone's)")
+    p.add_argument("--resolution", type=int, metavar="PX", help="input size in pixels, for backbones that take any "
+                                                                "(efficientnet-lite0; default: the backbone's, 96 there)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    p.add_argument("--device", default="auto", help="auto (default: CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", default="auto", help="auto (default: bf16/fp16 on a GPU, fp32 on the CPU), "
+                                                        "fp32, bf16 or fp16")
+    p.add_argument("--num-workers", type=int, default=None, help="image decoding processes (default: 8 on a GPU, 0 on the CPU)")
+    p.add_argument("--shard-size", type=int, default=4096, help="images per resumable shard (default: 4096)")
+    p.add_argument("--out", required=True, metavar="STORE", help="the store directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace STORE (and a mismatched STORE.partial)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=cmd_embed)
+
+
+# --------------------------------------------------------------------------------------------
+# reproduce
+# --------------------------------------------------------------------------------------------
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Train or load the grid, write its tables and cards (the study), then its figures (the book)."""
+    result = reproduce(grid(args.profile or active_profile().name, args.data), args.out)
+    write_figures(args.out / "figures", result.rows)
+    print(json.dumps(result.summary, indent=2))
+    return 0
+
+
+def add_reproduce(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("reproduce", help="run the paper's grid of a profile and write its tables and figures")
+    parser.add_argument("--profile", choices=PROFILES, default=None,
+                        help="quick, default or paper (default: SAE_LITE_PROFILE, else default)")
+    parser.add_argument("--data", default=None, help="paper profile: DIR holding <dataset>/<backbone>/ embedding stores")
+    parser.add_argument("--out", required=True, type=Path, help="where results.csv, claims, cards and figures go")
+    parser.set_defaults(func=cmd_reproduce)
+
+
+# --------------------------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------------------------
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.repeats < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        raise SaeLiteError(f"--repeats and --threads must be >= 1 and --warmup >= 0, got {args.repeats}, "
+                           f"{args.threads} and {args.warmup}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    sizes = args.sizes or [bench.Size(*size) for size in bench.SIZES]
+    bench.run(sizes, device, args.repeats, args.warmup, None if args.no_peer else args.peer_python, args.dense)
+    return 0
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bench", help="time training steps against the encoder matmul and a peer")
+    parser.add_argument("--size", type=bench.parse_size, action="append", dest="sizes",
+                        help="d,N,k,B (repeatable; default: " + " and ".join(",".join(map(str, s)) for s in bench.SIZES) + ")")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    parser.add_argument("--dense", action="store_true", help="also time the dense reference backend (slow)")
+    parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for us and the peer (default: PyTorch's; 1 on a shared, loaded machine)")
+    parser.add_argument("--peer-python", type=Path, default=bench.PEER_PYTHON, help="the peer environment's python")
+    parser.add_argument("--no-peer", action="store_true", help="skip the peer")
+    parser.set_defaults(func=cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sae_lite", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_train, add_embed, add_reproduce, add_bench):
+        add(sub)
     return parser
-
-
-def _extensions() -> list[types.ModuleType]:
-    """Modules that register further subcommands (embed, reproduce, bench) when present."""
-    import importlib
-
-    found = []
-    for name in ("sae_lite.embed", "sae_lite.experiments", "sae_lite.bench"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != name:
-                raise
-            continue
-        if hasattr(module, "add_cli"):
-            found.append(module)
-    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

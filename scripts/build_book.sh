@@ -27,7 +27,7 @@ unset MPLBACKEND
 # One BLAS/OpenMP thread per kernel: small models gain little from more, and on a loaded 2-core
 # machine torch's default 2 threads made a run 15x slower (172 s against 11 s).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-# A grid's uncached runs train side by side, one process per core (sae_lite.experiments.parallel_jobs).
+# A grid's uncached runs train side by side, one process per core (sae_lite.study.runner.parallel_jobs).
 export SAE_LITE_JOBS="${SAE_LITE_JOBS:-$(env -u OMP_NUM_THREADS nproc 2>/dev/null || echo 1)}"  # nproc obeys OMP_NUM_THREADS
 
 build() {

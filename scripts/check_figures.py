@@ -3,7 +3,7 @@
     python scripts/check_figures.py _build/jupyter_execute/notebooks _build/html/notebooks
 
 A code cell *draws* when its source calls matplotlib (``plt.``), one of the book's figure functions
-(``plots.``, except the few that only compute data: `DATA_HELPERS`) or ``Image(`` (a PNG shown by
+(``plots.``, except the two that only name things: `NOT_DRAWING`) or ``Image(`` (a PNG shown by
 IPython). Such a cell must have an image among its outputs in the executed notebook, and the same
 cell of the HTML page must show an ``<img>`` inside its output whose file exists. Images outside a
 cell's output (the launch buttons' logos, the theme's) never count. Prints one line per chapter
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import nbformat
 
-#: Functions of `sae_lite.plots` that compute rows for a figure but draw nothing themselves.
-DATA_HELPERS = frozenset({"colour", "label", "long", "mean_std", "history_rows", "prox_rows", "soft_weight_rows"})
+#: Functions of `sae_lite.book.plots` that draw nothing (the rows a figure draws are in `sae_lite.book.rows`).
+NOT_DRAWING = frozenset({"colour", "label"})
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
 _CALL = re.compile(r"\b(plt|plots)\.(\w+)\s*\(|\bImage\s*\(")
 
@@ -30,7 +30,7 @@ def draws(source: str) -> bool:
     """True when a code cell's ``source`` calls a drawing function (see the module docstring)."""
     for match in _CALL.finditer(source):
         module, name = match.group(1), match.group(2)
-        if module is None or module == "plt" or name not in DATA_HELPERS:
+        if module is None or module == "plt" or name not in NOT_DRAWING:
             return True
     return False
 

@@ -1,7 +1,7 @@
 """Which input resolution for Fashion-MNIST through EfficientNet-Lite0: speed against probe accuracy.
 
 For each resolution, embeds the same seeded, class-balanced FIT + HELD_OUT Fashion-MNIST training
-images with `sae_lite.embed.embed_images` (pretrained weights; with --random also random ones)
+images with `sae_lite.data.embed.embed_images` (pretrained weights; with --random also random ones)
 and prints the images/s of that call (decoding, preprocessing, forward pass, store; the model is
 built once beforehand so that library imports are not timed) and the held-out accuracy of a
 logistic-regression probe fitted on FIT of them. The raw 28x28 pixels are probed once as a
@@ -25,11 +25,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sae_lite.backbones import load_backbone
 from sae_lite.data import load_store
-from sae_lite.embed import embed_images
-from sae_lite.fashion_mnist import fashion_mnist
-from sae_lite.images import select
+from sae_lite.data.backbones import load_backbone
+from sae_lite.data.embed import embed_images
+from sae_lite.data.fashion_mnist import fashion_mnist
+from sae_lite.data.images import select
 
 BACKBONE = "efficientnet-lite0"
 

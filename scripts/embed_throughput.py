@@ -1,4 +1,4 @@
-"""How many images per second `sae_lite.embed` turns into embeddings on this machine.
+"""How many images per second `sae_lite.data.embed` turns into embeddings on this machine.
 
 Writes N generated JPEGs (256×256, 4 class folders) to a temporary folder, then runs
 `embed_images` on them with random weights (nothing is downloaded) and prints the throughput of
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sae_lite.backbones import load_backbone
-from sae_lite.embed import embed_images
+from sae_lite.data.backbones import load_backbone
+from sae_lite.data.embed import embed_images
 
 
 def write_images(root: Path, n: int, size: int = 256, classes: int = 4) -> None:

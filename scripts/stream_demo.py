@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sae_lite.core.config import TrainConfig
+from sae_lite.core.train import train
 from sae_lite.data import STORE_FORMAT, load_store
-from sae_lite.stream import ChunkedBatches
-from sae_lite.train import TrainConfig, train
+from sae_lite.data.stream import ChunkedBatches
 
 PIECE_ROWS = 1 << 15
 PHASES = ("write", "scan", "read", "train")
@@ -72,7 +73,8 @@ def run_phase(phase: str, path: Path, n: int, args: argparse.Namespace) -> str:
             reader(step)
         elapsed = time.perf_counter() - start
         reader.close()
-        what = f"chunked reader alone, {args.read_steps} batches of {args.batch}: {args.read_steps * args.batch / elapsed:,.0f} rows/s"
+        rate = args.read_steps * args.batch / elapsed
+        what = f"chunked reader alone, {args.read_steps} batches of {args.batch}: {rate:,.0f} rows/s"
     else:
         config = TrainConfig(k=args.k, n_latents=args.latents, batch_size=args.batch, steps=args.steps,
                              backend="sparse", device="cpu", log_every=args.steps)

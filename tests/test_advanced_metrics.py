@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sae_lite import SaeLiteError, metrics
+from sae_lite import SaeLiteError
+from sae_lite.core.sae import SAE
 from sae_lite.data import planted
-from sae_lite.sae import SAE
+from sae_lite.evaluation import metrics
 
 
 def test_signed_atom_usage_counts_single_latents_and_opposite_pairs():
@@ -56,13 +57,14 @@ def test_evaluate_reports_signed_usage_on_signed_planted_data():
 def test_chapter_figures_and_slider_rows():
     import matplotlib.pyplot as plt
 
-    from sae_lite import plots
+    from sae_lite.book import plots
+    from sae_lite.book import rows as book_rows
 
-    rows = plots.soft_weight_rows(np.linspace(1, 0, 20), k_hats=(3, 7.5), temperatures=(0.01, 0.2))
+    rows = book_rows.soft_weight_rows(np.linspace(1, 0, 20), k_hats=(3, 7.5), temperatures=(0.01, 0.2))
     for a in (0.01, 0.2):
         total = sum(r["p"] for r in rows if r["temperature"] == a and r["method"] == "k_hat = 7.5")
         assert total == pytest.approx(7.5, abs=1e-6)
-    prox_rows = plots.prox_rows(lams=(0.5,))
+    prox_rows = book_rows.prox_rows(lams=(0.5,))
     assert {r["method"] for r in prox_rows} == {"relu", "jumprelu", "topk", "abstopk"}
     atoms = torch.eye(4)[:3]
     ax = plots.signed_usage(torch.stack([atoms[0], -atoms[0]]).numpy(), atoms.numpy(), np.array([1, 0, 0], bool))

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from sae_lite import bench
+from sae_lite.bench import bench
 from sae_lite.cli import main
 
 SUMMARY = re.compile(r"^size=d16_n64_k4 base/bound=\S+ off/bound=\S+ ratio/bound=\S+ auxk/bound=\S+ vs_peer=\S+$")

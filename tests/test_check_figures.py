@@ -30,8 +30,9 @@ def test_a_cell_draws_when_it_calls_matplotlib_a_figure_function_or_shows_a_png(
     assert check.draws("fig, ax = plt.subplots()")
     assert check.draws('plots.band(rows, "k", "r2");')
     assert check.draws("display(Image(filename=str(path)))")
-    assert not check.draws('walk = plots.long(rows, "r2_x", "k_factor", "r2")')   # computes rows only
-    assert not check.draws('widgets.explore(plots.history_rows(rows), x="step", y="fvu", slider="k")')
+    assert not check.draws('walk = long(rows, "r2_x", "k_factor", "r2")')   # computes rows only
+    assert not check.draws('widgets.explore(history_rows(rows), x="step", y="fvu", slider="k")')
+    assert not check.draws('print(plots.label("r2"))')
     assert not check.draws("from IPython.display import Image, display")
 
 

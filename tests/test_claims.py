@@ -3,9 +3,11 @@ import math
 import numpy as np
 import pytest
 
-from sae_lite import claims
-from sae_lite.claims import CLAIMS, Claim, compare, evaluate_claims, to_markdown
+from sae_lite.book import boxes
 from sae_lite.errors import SaeLiteError
+from sae_lite.study import claims, stats
+from sae_lite.study.claims import CLAIMS, Claim, evaluate_claims, to_markdown
+from sae_lite.study.stats import compare
 
 
 def rows_for(values: dict[str, list[float]], metric: str, data: str = "planted", k: int = 16, **extra) -> list[dict]:
@@ -88,7 +90,7 @@ def test_errors_are_clear():
     with pytest.raises(SaeLiteError, match="direction"):
         Claim("x", "s", metrics=("r2",), pairs=(("a", "b"),), direction="up")
     with pytest.raises(SaeLiteError, match="no part"):
-        claims.verdict([])
+        stats.verdict([])
     assert evaluate_claims([], PROBING) == []
 
 
@@ -102,8 +104,8 @@ def test_claims_name_methods_that_exist():
 
 def test_boxes_are_myst_admonitions():
     [result] = evaluate_claims(probing_rows([0.6, 0.61, 0.59], [0.6] * 3, [0.6, 0.62, 0.6]), PROBING)
-    text = claims.box([result])
+    text = boxes.box([result])
     assert text.startswith(":::{admonition} What the paper claims / what we measured") and text.rstrip().endswith(":::")
     assert "| probe_m1 | 16 | ratio | baseline |" in text
-    measured = claims.measured_markdown({"n": 3, "r2_mean": 0.8, "r2_std": 0.01}, "baseline")
+    measured = boxes.measured_markdown({"n": 3, "r2_mean": 0.8, "r2_std": 0.01}, "baseline")
     assert "| r2 | 0.800 ± 0.010 |" in measured and "3 seed(s)" in measured

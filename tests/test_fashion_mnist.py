@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from sae_lite import fashion_mnist as fm
 from sae_lite.cli import main
+from sae_lite.data import fashion_mnist as fm
 from sae_lite.data import load_store
+from sae_lite.data.idx import idx_shape, read_idx
+from sae_lite.data.images import ImageSource, select
 from sae_lite.errors import SaeLiteError
-from sae_lite.idx import idx_shape, read_idx
-from sae_lite.images import ImageSource, select
 
 HOW = "apt-get install dataset-fashion-mnist"
 N_TRAIN, N_TEST = 24, 10
@@ -175,7 +175,7 @@ class FakeTorchvisionFashionMNIST:
 
 @pytest.mark.parametrize("fail", [False, True])
 def test_online_torchvision_downloads_into_the_cache_whole_or_not_at_all(tmp_path, monkeypatch, fail):
-    from sae_lite._compat import import_torchvision
+    from sae_lite.data._compat import import_torchvision
 
     torchvision = import_torchvision()
     monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "debian")
@@ -322,7 +322,7 @@ def test_the_store_holds_labels_classes_and_the_images(fashion, tmp_path, capsys
     assert meta["source"]["subset"] == {"limit": 12, "seed": 5, "of": N_TRAIN, "kind": "class-balanced"}
     part = store.subset(np.array([3, 7]))
     np.testing.assert_array_equal(part.images, expected.pixels[[3, 7]])
-    from sae_lite.backbones import load_backbone
+    from sae_lite.data.backbones import load_backbone
 
     loaded = load_backbone("efficientnet-lite0", weights="random", resolution=32, fit="whole")
     from PIL import Image
@@ -335,7 +335,7 @@ def test_the_store_holds_labels_classes_and_the_images(fashion, tmp_path, capsys
 
 def test_resuming_an_array_source_checks_its_pixels(fashion, tmp_path, monkeypatch):
     pytest.importorskip("timm")
-    from sae_lite import embed
+    from sae_lite.data import embed
 
     source = fm.fashion_mnist(fashion, split="test")
     forward, calls = embed._forward, []

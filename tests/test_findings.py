@@ -2,9 +2,9 @@ import math
 
 import pytest
 
-from sae_lite import findings
+from sae_lite.book import findings
 from sae_lite.errors import SaeLiteError
-from sae_lite.experiments import PROFILE_SETTINGS
+from sae_lite.study.profiles import PROFILE_SETTINGS
 
 DEFAULT, QUICK = PROFILE_SETTINGS["default"], PROFILE_SETTINGS["quick"]
 

@@ -1,7 +1,8 @@
 import pytest
 
-from sae_lite import experiments, grids
-from sae_lite.experiments import PROFILE_SETTINGS, rule_weight
+from sae_lite.study import grids, runner, weights
+from sae_lite.study.profiles import PROFILE_SETTINGS
+from sae_lite.study.weights import rule_weight
 
 
 def sweep_rows(r2_by_weight: dict[float, float], base: float = 0.9) -> list[dict]:
@@ -27,8 +28,8 @@ def test_with_reference_repeats_the_baseline_for_every_slider_value():
 def test_grids_scale_with_the_profile(monkeypatch):
     assert grids.ks(PROFILE_SETTINGS["quick"]) == (8, 16)
     assert grids.ks(PROFILE_SETTINGS["default"]) == (8, 16, 32)
-    assert 0.01 in experiments.sweep_weights(PROFILE_SETTINGS["quick"])
-    assert 0.01 in experiments.sweep_weights(PROFILE_SETTINGS["default"])
+    assert 0.01 in weights.sweep_weights(PROFILE_SETTINGS["quick"])
+    assert 0.01 in weights.sweep_weights(PROFILE_SETTINGS["default"])
     assert grids.K in grids.ks(PROFILE_SETTINGS["quick"])
 
 
@@ -54,7 +55,7 @@ def test_grids_share_configurations(name, monkeypatch):
     """Every grid trains through run_grid, so the same configuration is one cache entry."""
     calls = []
     monkeypatch.setattr(grids, "run_grid", fake_run_grid(calls))
-    monkeypatch.setattr(experiments, "run_grid", fake_run_grid(calls))
+    monkeypatch.setattr(runner, "run_grid", fake_run_grid(calls))
     rows = grids.sweep("ratio") if name == "sweep" else getattr(grids, name)()
     assert rows and all(call[0] == "planted" for call in calls)
     if name == "mask":
@@ -67,7 +68,7 @@ def test_grids_share_configurations(name, monkeypatch):
 def test_chapters_train_each_penalty_at_the_weight_the_rule_picks(name, monkeypatch):
     calls = []
     monkeypatch.setattr(grids, "run_grid", fake_run_grid(calls))
-    monkeypatch.setattr(experiments, "run_grid", fake_run_grid(calls))
+    monkeypatch.setattr(runner, "run_grid", fake_run_grid(calls))
     assert grids.weights() == {"offsupport": 0.001, "ratio": 0.001}
     rows = getattr(grids, name)()
     penalised = [row for row in rows if row["penalty"] != "none"]

@@ -5,9 +5,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sae_lite import SaeLiteError, kernels, penalties, sparsity
-from sae_lite.sae import SAE
-from sae_lite.train import TrainConfig, loss_terms, make_optimizer, train, train_step
+from sae_lite import SaeLiteError
+from sae_lite.core import kernels, penalties, sparsity
+from sae_lite.core.config import TrainConfig
+from sae_lite.core.sae import SAE
+from sae_lite.core.train import loss_function, make_optimizer, train, train_step
 
 D, N, K, B = 24, 96, 6, 64
 CASES = {
@@ -34,8 +36,8 @@ def _setup(case: str, seed: int = 0):
 
 def _grads(sae: SAE, config: TrainConfig, x, dead) -> tuple[dict, dict]:
     sae.zero_grad(set_to_none=True)
-    terms = loss_terms(sae, x, config, dead)
-    terms["loss"].backward()
+    terms = loss_function(config)(sae, x, config, dead)
+    terms.loss.backward()
     return terms, {name: p.grad.clone() for name, p in sae.named_parameters()}
 
 
@@ -45,12 +47,12 @@ def test_sparse_loss_and_gradients_equal_dense(case):
     dense, dense_grads = _grads(sae, config, x, dead)
     sparse, sparse_grads = _grads(sae, replace(config, backend="sparse"), x, dead)
     for key in ("loss", "fvu", "penalty", "auxk", "l0"):
-        torch.testing.assert_close(sparse[key], dense[key], rtol=1e-10, atol=1e-12, msg=key)
-    assert torch.equal(sparse["fired"], dense["fired"])
+        torch.testing.assert_close(getattr(sparse, key), getattr(dense, key), rtol=1e-10, atol=1e-12, msg=key)
+    assert torch.equal(sparse.fired, dense.fired)
     for name, grad in dense_grads.items():
         torch.testing.assert_close(sparse_grads[name], grad, rtol=1e-9, atol=1e-12, msg=name)
     if case != "baseline":
-        assert dense["penalty"] > 0 or dense["auxk"] > 0  # the case exercises its term
+        assert dense.penalty > 0 or dense.auxk > 0  # the case exercises its term
 
 
 @pytest.mark.parametrize("case", CASES)

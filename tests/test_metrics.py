@@ -3,8 +3,9 @@ import pytest
 import torch
 from sklearn.metrics import r2_score
 
-from sae_lite import metrics
-from sae_lite.metrics import class_purity, feature_recovery, keep_top, monosemanticity, r2
+from sae_lite.evaluation import metrics, probes
+from sae_lite.evaluation.metrics import class_purity, feature_recovery, monosemanticity, r2
+from sae_lite.evaluation.probes import keep_top
 
 
 def test_r2_matches_scikit_learn():
@@ -32,7 +33,7 @@ def test_variance_weighted_r2_is_not_swamped_by_a_nearly_constant_dimension(smal
     x_hat = x + 0.1 * rng.standard_normal((200, 4))     # the same small error everywhere
     assert r2(x, x_hat) < 0 < 0.95 < 1 - metrics.fvu(x, x_hat)
     assert 1 - metrics.fvu(x, x_hat) == pytest.approx(r2_score(x, x_hat, multioutput="variance_weighted"))
-    from sae_lite.sae import SAE
+    from sae_lite.core.sae import SAE
     scores = metrics.evaluate(SAE(small_planted.d, 64, 4), small_planted)
     assert scores["r2_vw"] == pytest.approx(1 - scores["fvu"])
 
@@ -109,5 +110,5 @@ def test_truncated_probe_improves_with_m():
     codes = np.abs(rng.standard_normal((300, 20))) * 0.1
     codes[np.arange(300), y] += 1.0     # the class latent
     codes[np.arange(300), 10 + y] += 2.0  # a stronger one
-    result = metrics.truncated_probe(codes[:200], y[:200], codes[200:], y[200:], [1, 3])
+    result = probes.truncated_probe(codes[:200], y[:200], codes[200:], y[200:], [1, 3])
     assert result[1]["test"] > 0.95 and set(result[3]) == {"train", "test"}

@@ -9,7 +9,8 @@ from queue import Empty
 
 import pytest
 
-spec = importlib.util.spec_from_file_location("nbclient_poll", Path(__file__).parent.parent / "book" / "_ext" / "nbclient_poll.py")
+EXTENSION = Path(__file__).parent.parent / "book" / "_ext" / "nbclient_poll.py"
+spec = importlib.util.spec_from_file_location("nbclient_poll", EXTENSION)
 nbclient_poll = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(nbclient_poll)
 

@@ -7,7 +7,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from sae_lite import plots, widgets  # noqa: E402
+from sae_lite.book import plots, widgets  # noqa: E402
+from sae_lite.book.rows import history_rows, long, mean_std  # noqa: E402
 from sae_lite.errors import SaeLiteError  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def grid(tmp_path=None) -> list[dict]:
 
 
 def test_mean_std_over_seeds():
-    stats = plots.mean_std(grid(), "k", "r2")
+    stats = mean_std(grid(), "k", "r2")
     xs, means, stds, n = stats["ratio"]
     assert list(xs) == [8, 16, 32] and n == 3
     assert means[0] == pytest.approx(0.85 + 0.008 + 0.01)
@@ -40,11 +41,11 @@ def test_mean_std_over_seeds():
 
 
 def test_long_turns_columns_into_rows():
-    rows = plots.long(grid()[:1], "r2_x", "k_factor", "r2_at")
+    rows = long(grid()[:1], "r2_x", "k_factor", "r2_at")
     assert [r["k_factor"] for r in rows] == [0.25, 0.5, 1, 2, 4]
     assert rows[0]["r2_at"] == pytest.approx(0.5 + 0.025 + 0.008)
     with pytest.raises(SaeLiteError, match="no column"):
-        plots.long(grid(), "probe_m", "m", "probe")
+        long(grid(), "probe_m", "m", "probe")
 
 
 def test_figures_have_labelled_axes(tmp_path):
@@ -59,9 +60,9 @@ def test_figures_have_labelled_axes(tmp_path):
     hist = plots.history(grid(tmp_path), "dead")
     assert hist.get_xlabel() == "training step" and len(hist.get_lines()) == 2
     labelled = [{**row, "variant": f"{row['method']}/{row['k']}"} for row in grid(tmp_path / "again")]
-    steps = plots.history_rows(labelled, keep=("variant",))
+    steps = history_rows(labelled, keep=("variant",))
     assert len(steps) == 3 * len(labelled) and steps[0]["variant"] == "baseline/8"
-    with_recipe = plots.history_rows([{**row, "auxk": True} for row in labelled[:1]])
+    with_recipe = history_rows([{**row, "auxk": True} for row in labelled[:1]])
     assert with_recipe[0]["auxk"] is True and with_recipe[2]["auxk_loss"] == 0.3   # a loss never hides the recipe
     assert len(plots.history(labelled, "dead", by="variant").get_lines()) == 6
     with pytest.raises(SaeLiteError, match="lack"):
@@ -69,7 +70,7 @@ def test_figures_have_labelled_axes(tmp_path):
 
 
 def test_static_figure_has_one_step_per_slider_value():
-    rows = plots.long(grid(), "r2_x", "k_factor", "r2_at")
+    rows = long(grid(), "r2_x", "k_factor", "r2_at")
     fig = widgets.static_figure(rows, "k_factor", "r2_at", slider="k", logx=True)
     steps = fig.layout.sliders[0].steps
     assert [s.label for s in steps] == ["8", "16", "32"]
@@ -78,7 +79,7 @@ def test_static_figure_has_one_step_per_slider_value():
         visible = step.args[0]["visible"]
         assert sum(visible) == 4
         shown = [trace for trace, v in zip(fig.data, visible) if v and trace.mode == "lines+markers"]
-        expected = [plots.mean_std([r for r in rows if r["k"] == (8, 16, 32)[i]], "k_factor", "r2_at")[m][1]
+        expected = [mean_std([r for r in rows if r["k"] == (8, 16, 32)[i]], "k_factor", "r2_at")[m][1]
                     for m in ("baseline", "ratio")]
         assert np.allclose([t.y for t in shown], expected)
     assert fig.layout.xaxis.title.text == "inference k' / training k"

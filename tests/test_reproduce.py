@@ -6,11 +6,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sae_lite import experiments
 from sae_lite.cli import main
 from sae_lite.data import write_store
 from sae_lite.errors import SaeLiteError
-from sae_lite.experiments import PROFILE_SETTINGS, Cell
+from sae_lite.study import methods, paper, results, weights
+from sae_lite.study.paper import Cell
+from sae_lite.study.profiles import PROFILE_SETTINGS
 
 TINY = replace(PROFILE_SETTINGS["quick"], steps=40, seeds=(0, 1), n_planted=1024)
 TINY_CELLS = (Cell("planted", "planted", (4,), n_latents=64),)
@@ -23,16 +24,16 @@ def tiny(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SAE_LITE_CACHE", str(root / "cache"))
         patch.setitem(PROFILE_SETTINGS, "quick", TINY)
-        patch.setattr(experiments, "SMALL_CELLS", TINY_CELLS)
+        patch.setattr(paper, "SMALL_CELLS", TINY_CELLS)
         yield root
 
 
 @pytest.fixture(scope="module")
 def first(tiny):
     """The summary of the first `reproduce` of the tiny grid (into tiny/results), shared by the tests."""
-    from sae_lite.reproduce import reproduce
+    from sae_lite.study.reproduce import reproduce
 
-    return reproduce(experiments.grid("quick"), tiny / "results")
+    return reproduce(paper.grid("quick"), tiny / "results").summary
 
 
 def reproduce(capsys, *argv):
@@ -48,14 +49,14 @@ def read_csv(path):
 
 def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch):
     out = tiny / "results"
-    runs = len(experiments.PAPER_METHODS) * 2
+    runs = len(methods.PAPER_METHODS) * 2
     # the weight sweeps (seed 0) share the baseline and the two penalties at the chosen weights with the grid
-    sweep_only = 2 * len(experiments.sweep_weights(TINY)) - 2
+    sweep_only = 2 * len(weights.sweep_weights(TINY)) - 2
     assert (first["runs"], first["trained"]) == (runs, runs + sweep_only)
 
     rows = read_csv(out / "results.csv")
     assert len(rows) == runs
-    assert {(row["method"], row["seed"]) for row in rows} == {(m, s) for m in experiments.PAPER_METHODS for s in "01"}
+    assert {(row["method"], row["seed"]) for row in rows} == {(m, s) for m in methods.PAPER_METHODS for s in "01"}
     columns = rows[0].keys()
     assert list(columns)[:3] == ["data", "backbone", "method"] and list(columns)[-1] == "path"
     for column in ("r2", "fvu", "ms_mean", "purity_mean", "dead", "r2_half_k", "r2_double_k",
@@ -63,7 +64,7 @@ def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch)
         assert column in columns and all(np.isfinite(float(row[column])) for row in rows), column
     assert json.loads((out / "grid.json").read_text())["profile"]["steps"] == 40
     for penalty in ("offsupport", "ratio"):   # each penalty at the weight the rule picks on the cell's sweep
-        picked = experiments.rule_weight(experiments.sweep_grid("planted", penalty, 4, TINY, n_latents=64))
+        picked = weights.rule_weight(weights.sweep_grid("planted", penalty, 4, TINY, n_latents=64))
         assert first["weights"]["planted"][penalty] == picked
         assert {float(row["weight"]) for row in rows if row["penalty"] == penalty} == {picked}
 
@@ -74,15 +75,15 @@ def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch)
     assert {f"{c['claim']} on planted" for c in claims} == set(first["claims"])
     report = (out / "claims.md").read_text()
     assert report.count("Verdict: **") == 4 and "ms_mean" in report and "probe_m1" in report
-    figures = sorted(path.name for path in (out / "figures").iterdir())
-    assert figures == ["planted_k4_per_method.png", "planted_k4_probe_vs_m.png", "planted_k4_r2_vs_k.png"]
-    assert all((out / "figures" / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
-    monkeypatch.setattr(experiments, "train_run", no_training)
+    monkeypatch.setattr(results, "train_run", no_training)
     code, stdout, _ = reproduce(capsys, "--profile", "quick", "--out", out)
     assert code == 0 and json.loads(stdout)["trained"] == 0
+    figures = sorted(path.name for path in (out / "figures").iterdir())  # the command draws them (book.figures)
+    assert figures == ["planted_k4_per_method.png", "planted_k4_probe_vs_m.png", "planted_k4_r2_vs_k.png"]
+    assert all((out / "figures" / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
     assert read_csv(out / "results.csv") == rows
 
 
@@ -119,7 +120,7 @@ def test_an_out_dir_of_another_configuration_is_refused(tiny, first, capsys, mon
 def refuse_training(monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the input was bad")
-    monkeypatch.setattr(experiments, "train_run", no_training)
+    monkeypatch.setattr(results, "train_run", no_training)
 
 
 def test_paper_refuses_missing_stores_before_training(tmp_path, capsys, monkeypatch):
@@ -134,8 +135,8 @@ def test_paper_refuses_missing_stores_before_training(tmp_path, capsys, monkeypa
 def test_paper_refuses_a_store_of_another_backbone(tmp_path, capsys, monkeypatch):
     refuse_training(monkeypatch)
     x = np.random.default_rng(0).standard_normal((20, 8)).astype(np.float32)
-    for dataset in experiments.PAPER_DATASETS:
-        for backbone in experiments.PAPER_BACKBONES:
+    for dataset in paper.PAPER_DATASETS:
+        for backbone in paper.PAPER_BACKBONES:
             found = "siglip2" if (dataset, backbone) == ("imagenet-1k", "vit-l-16") else backbone
             write_store(tmp_path / "stores" / dataset / backbone, x, meta={"backbone": found})
     code, _, err = reproduce(capsys, "--profile", "paper", "--data", tmp_path / "stores", "--out", tmp_path / "out")
@@ -145,16 +146,16 @@ def test_paper_refuses_a_store_of_another_backbone(tmp_path, capsys, monkeypatch
 
 def test_paper_grid_from_a_complete_store_layout(tmp_path):
     x = np.random.default_rng(0).standard_normal((20, 32)).astype(np.float32)
-    for dataset in experiments.PAPER_DATASETS:
-        for backbone in experiments.PAPER_BACKBONES:
+    for dataset in paper.PAPER_DATASETS:
+        for backbone in paper.PAPER_BACKBONES:
             write_store(tmp_path / dataset / backbone, x, meta={"backbone": backbone})
-    grid = experiments.grid("paper", tmp_path)
+    grid = paper.grid("paper", tmp_path)
     assert [cell.label for cell in grid.cells][:2] == ["imagenet-1k/clip-vit-l-14", "imagenet-1k/siglip2"]
     assert {cell.ks for cell in grid.cells} == {(32, 64, 128)} and grid.profile.seeds == (0, 1, 2)
-    assert {cell.n_latents for cell in grid.cells} == {experiments.PAPER_EXPANSION * 32}
+    assert {cell.n_latents for cell in grid.cells} == {paper.PAPER_EXPANSION * 32}
     assert len(grid.configs()) == 270  # 6 stores x 3 k x the paper's 5 methods x 3 seeds
     assert grid.methods == ("baseline", "offsupport", "ratio", "offsupport-nomask", "ratio-nomask")
-    assert experiments.grid("default").methods == experiments.grid("quick").methods == grid.methods
+    assert paper.grid("default").methods == paper.grid("quick").methods == grid.methods
 
 
 def test_data_is_for_the_paper_profile_only(tmp_path, capsys):
@@ -163,9 +164,9 @@ def test_data_is_for_the_paper_profile_only(tmp_path, capsys):
 
 
 def test_a_card_names_the_backbone_and_preprocessing_of_a_store():
-    from sae_lite import card
-    from sae_lite.sae import SAE
-    from sae_lite.train import TrainConfig
+    from sae_lite.core.config import TrainConfig
+    from sae_lite.core.sae import SAE
+    from sae_lite.evaluation import card
 
     meta = {"backbone": "clip-vit-l-14", "library": "open_clip", "arch": "ViT-L-14", "weights": "pretrained",
             "tag": "openai", "embedding": "projected image embedding", "precision": "bf16",
@@ -182,34 +183,35 @@ def test_a_card_names_the_backbone_and_preprocessing_of_a_store():
 
 
 def test_the_paper_cost_estimate_counts_every_run():
-    from sae_lite import reproduce
-    from sae_lite.train import TrainConfig
+    from sae_lite.core.config import TrainConfig
 
-    assert reproduce.step_flops(d=10, n_latents=20, batch_size=4) == 12 * 4 * 10 * 20
+    assert paper.step_flops(d=10, n_latents=20, batch_size=4) == 12 * 4 * 10 * 20
     profile, batch = PROFILE_SETTINGS["paper"], TrainConfig().batch_size
     runs = 2 * 3 * 5 * 3  # data sets x k x the paper's 5 methods x seeds, per backbone
-    expected = sum(runs * profile.steps * reproduce.step_flops(d, experiments.PAPER_EXPANSION * d, batch)
+    expected = sum(runs * profile.steps * paper.step_flops(d, paper.PAPER_EXPANSION * d, batch)
                    for d in (768, 1152, 1024))
-    assert reproduce.paper_train_flops() == pytest.approx(expected)
-    assert reproduce.measure_step_rate(d=16, n_latents=64, steps=3, device="cpu") > 0
-    assert reproduce.paper_hours(1e12) == pytest.approx(expected / 1e12 / 3600)
+    assert paper.paper_train_flops() == pytest.approx(expected)
+    assert paper.measure_step_rate(d=16, n_latents=64, steps=3, device="cpu") > 0
+    assert paper.paper_hours(1e12) == pytest.approx(expected / 1e12 / 3600)
     with pytest.raises(SaeLiteError, match="flops_per_second"):
-        reproduce.paper_hours(0)
+        paper.paper_hours(0)
 
 
 def test_results_dir_is_named_by_the_grid(tiny):
-    from sae_lite.reproduce import results_dir
+    from sae_lite.study.reproduce import results_dir
 
-    quick = experiments.grid("quick")
-    assert results_dir(quick) == results_dir(experiments.grid("quick"))
+    quick = paper.grid("quick")
+    assert results_dir(quick) == results_dir(paper.grid("quick"))
     assert results_dir(quick).name.startswith("quick-") and results_dir(quick).parent.name == "reproduce"
-    assert results_dir(experiments.Grid(TINY, TINY_CELLS, methods=("baseline",))) != results_dir(quick)
+    assert results_dir(paper.Grid(TINY, TINY_CELLS, methods=("baseline",))) != results_dir(quick)
 
 
 def test_seed_stability_std_skips_non_finite_values_without_a_warning():
     import warnings
+
     import torch
-    from sae_lite.card import seed_stability
+
+    from sae_lite.evaluation.card import seed_stability
     dictionaries = [torch.nn.functional.normalize(torch.randn(8, 4, generator=torch.Generator().manual_seed(s)), dim=1)
                     for s in (0, 1, 2)]
     metrics = [{"r2": 0.8, "ms_mean": float("nan")}, {"r2": 0.9, "ms_mean": 0.2}, {"r2": 1.0, "ms_mean": float("nan")}]

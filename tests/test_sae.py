@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from sae_lite import SaeLiteError
-from sae_lite.sae import SAE, SAEOutput, geometric_median
-from sae_lite.sparsity import topk
+from sae_lite.core.sae import SAE, SAEOutput, geometric_median
+from sae_lite.core.sparsity import topk
 
 
 def test_topk_support_has_exactly_k_units_and_codes_match():

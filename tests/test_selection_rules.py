@@ -3,10 +3,13 @@
 import pytest
 import torch
 
-from sae_lite import SaeLiteError, runs, sparsity
+from sae_lite import SaeLiteError
 from sae_lite.cli import main as cli_main
-from sae_lite.sae import SAE
-from sae_lite.train import TrainConfig, train
+from sae_lite.core import sparsity
+from sae_lite.core.config import TrainConfig
+from sae_lite.core.sae import SAE
+from sae_lite.core.train import train
+from sae_lite.evaluation import runs
 
 
 def test_abstopk_keeps_k_largest_magnitudes_with_their_sign():
@@ -150,7 +153,7 @@ def test_bad_settings_are_refused_before_training(settings, message):
 
 
 def test_abstopk_refuses_a_penalty_defined_only_for_non_negative_activations(monkeypatch):
-    from sae_lite import penalties
+    from sae_lite.core import penalties
 
     monkeypatch.setitem(penalties.PENALTIES, "positive-only", penalties.off_support_l1)
     with pytest.raises(SaeLiteError, match="non-negative"):

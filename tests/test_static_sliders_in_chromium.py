@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sae_lite import plots, widgets
+from sae_lite.book import widgets
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check_sliders.py"
 spec = importlib.util.spec_from_file_location("check_sliders", SCRIPT)

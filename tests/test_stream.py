@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from sae_lite import SaeLiteError, stream
-from sae_lite.data import load_store, write_store
-from sae_lite.train import Batches, TrainConfig, train
+from sae_lite import SaeLiteError
+from sae_lite.core.config import TrainConfig
+from sae_lite.core.train import Batches, train
+from sae_lite.data import load_store, stream, write_store
 
 
 @pytest.fixture()

@@ -3,10 +3,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sae_lite import SaeLiteError, metrics
+from sae_lite import SaeLiteError
+from sae_lite.core.config import TrainConfig
+from sae_lite.core.train import batch_indices, learning_rate, train
 from sae_lite.data import planted
-from sae_lite.runs import load_run, save_run
-from sae_lite.train import TrainConfig, batch_indices, learning_rate, resolve_device, train
+from sae_lite.device import resolve_device
+from sae_lite.evaluation import metrics
+from sae_lite.evaluation.runs import load_run, save_run
 
 SMALL = TrainConfig(k=8, n_latents=128, steps=120, batch_size=128, log_every=20, seed=0)
 

@@ -1,0 +1,32 @@
+"""The chapters' claim boxes: a claim's verdict and its parts as a MyST admonition, shown in a notebook."""
+
+from __future__ import annotations
+
+from sae_lite.study.claims import to_markdown
+
+
+def box(results: list[dict], title: str = "What the paper claims / what we measured") -> str:
+    """`to_markdown` inside a MyST admonition: the chapters' claim box (rendered by the book)."""
+    return f":::{{admonition}} {title}\n:class: important\n\n{to_markdown(results)}\n:::\n"
+
+
+def show(results: list[dict]) -> None:
+    """Display the claim `box` of ``results`` in a notebook."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(box(results)))
+
+
+def measured_markdown(summary: dict, title: str) -> str:
+    """A `box` of one `sae_lite.study.stats.summarize` entry: every metric as mean ± std over n seeds."""
+    metrics = [key[:-5] for key in summary if key.endswith("_mean")]
+    rows = [f"| {m} | {summary[m + '_mean']:.3f} ± {summary[m + '_std']:.3f} |" for m in metrics]
+    return (f":::{{admonition}} What we measured: {title}\n:class: important\n\n"
+            f"Mean ± std over {summary['n']} seed(s).\n\n| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n:::\n")
+
+
+def show_measured(summary: dict, title: str) -> None:
+    """Display `measured_markdown` in a notebook."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(measured_markdown(summary, title)))

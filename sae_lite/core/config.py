@@ -1,0 +1,96 @@
+"""`TrainConfig`: everything that defines a training run, one frozen dataclass.
+
+Each field documents itself (``metadata["help"]``); the command line's options are generated from
+these fields (`sae_lite.cli`), so there is no second list of options to keep in sync. A config checks
+its own values when it is made; whether the sparse backend implements it is checked when training
+starts (`sae_lite.core.train.check`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+from sae_lite.core import penalties, sparsity
+from sae_lite.errors import SaeLiteError
+
+
+def _doc(default, help: str, **extra):
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; the CLI's options are generated from these fields."""
+
+    k: int = _doc(16, "latents kept per input during training (the budget)")
+    n_latents: int = _doc(512, "dictionary size N", flag="latents")
+    activation: str = _doc("topk", "selection rule: one of sae_lite.core.sparsity.SELECTIONS")
+    penalty: str = _doc("none", "sparsity penalty before selection: none, offsupport or ratio")
+    weight: float = _doc(0.0, "weight of the penalty in the loss (>= 0)")
+    masked: bool = _doc(True, "restrict the penalty to batch-active units (False: the ablation)", flag="mask")
+    auxk: bool = _doc(True, "add the AuxK loss that revives dead latents (Gao et al. 2024)")
+    auxk_alpha: float = _doc(1 / 32, "weight of the AuxK loss")
+    k_aux: int | None = _doc(None, "dead latents AuxK may use per input (default: d // 2)")
+    dead_after: int = _doc(10_000, "a latent is dead once it has not fired for this many training inputs")
+    lr: float = _doc(5e-3, "Adam learning rate")
+    warmdown: float = _doc(0.2, "fraction of the steps, at the end, over which the lr decays linearly to 0")
+    batch_size: int = _doc(256, "inputs per step")
+    steps: int = _doc(3000, "optimisation steps")
+    seed: int = _doc(0, "seeds the initialisation and the order of the batches")
+    device: str = _doc("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    backend: str = _doc("dense", "dense (the readable reference) or sparse (sae_lite.core.kernels: same loss, work in k)")
+    b_pre_init: str = _doc("geometric_median", "how b_pre is set from data: geometric_median or mean")
+    log_every: int = _doc(50, "steps between two rows of the training history")
+    k_max: int | None = _doc(None, "soft: the largest per-input budget k_hat (default min(2k, n_latents - 1))")
+    soft_temperature: float = _doc(0.05, "soft: scale of the Laplace CDF in the soft top-k (> 0)")
+    soft_target_weight: float = _doc(0.1, "soft: weight of softplus(mean k_hat - k) in the loss")
+    hard_fraction: float = _doc(0.2, "soft: fraction of the steps, at the end, trained with hard top-floor(k_hat)")
+
+    def __post_init__(self) -> None:
+        if self.n_latents < 1:
+            raise SaeLiteError(f"n_latents must be >= 1, got {self.n_latents}")
+        sparsity.check_k(self.k, self.n_latents)
+        sparsity.get(self.activation)
+        penalties.get(self.penalty)
+        if sparsity.is_signed(self.activation) and not penalties.accepts_signed(self.penalty):
+            raise SaeLiteError(f"penalty {self.penalty!r} is defined only for non-negative activations and cannot "
+                               f"train activation {self.activation!r}; use one of {', '.join(sorted(penalties.SIGNED_OK))}")
+        sparsity.check_soft(self.k, self.soft_k_max, self.soft_temperature, self.n_latents)
+        for name in ("soft_target_weight", "hard_fraction"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise SaeLiteError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.hard_fraction > 1:
+            raise SaeLiteError(f"hard_fraction must lie in [0, 1], got {self.hard_fraction}")
+        if not self.weight >= 0 or not math.isfinite(self.weight):
+            raise SaeLiteError(f"weight must be a finite number >= 0, got {self.weight}")
+        if self.penalty == "none" and self.weight > 0:
+            raise SaeLiteError(f"weight={self.weight} given without a penalty; pass --penalty offsupport or ratio")
+        for name in ("lr", "batch_size", "steps", "dead_after", "log_every"):
+            if not getattr(self, name) > 0:
+                raise SaeLiteError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.warmdown <= 1:
+            raise SaeLiteError(f"warmdown must lie in [0, 1], got {self.warmdown}")
+        if self.k_aux is not None and self.k_aux < 1:
+            raise SaeLiteError(f"k_aux must be >= 1, got {self.k_aux}")
+        if self.backend not in ("dense", "sparse"):
+            raise SaeLiteError(f"backend must be 'dense' or 'sparse', got {self.backend!r}")
+        if self.b_pre_init not in ("geometric_median", "mean"):
+            raise SaeLiteError(f"b_pre_init must be 'geometric_median' or 'mean', got {self.b_pre_init!r}")
+
+    @property
+    def soft_k_max(self) -> int:
+        """SoftSAE's k_max, its default filled in."""
+        return min(2 * self.k, self.n_latents - 1) if self.k_max is None else self.k_max
+
+    def sae_options(self) -> dict:
+        """The selection rule's own settings, passed to `SAE` (none for most rules)."""
+        if self.activation != "soft":
+            return {}
+        return {"k_max": self.soft_k_max, "temperature": self.soft_temperature}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Rebuild from `asdict` output, ignoring keys this version does not know."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})

@@ -1,0 +1,213 @@
+"""Training: a free function `train(config, dataset)` that returns the SAE and its history.
+
+Each step computes the batch's loss (`sae_lite.core.loss`, or the sparse backend's
+`sae_lite.core.kernels`: the same `LossTerms`), backpropagates it, removes from the decoder's
+gradient its component along each atom, takes an Adam step and renormalises the atoms. The batches
+are seeded permutations (any step can be recomputed, so a resumed run equals an uninterrupted one);
+a store on disk is streamed in chunks (`sae_lite.data.stream`); under torchrun every process takes
+its shard of each global batch (`sae_lite.core.distributed`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from sae_lite.core import distributed, kernels, loss
+from sae_lite.core.config import TrainConfig
+from sae_lite.core.loss import LossTerms
+from sae_lite.core.sae import SAE
+from sae_lite.data import stream
+from sae_lite.data.datasets import Dataset
+from sae_lite.errors import SaeLiteError
+from sae_lite.files import write_atomic, write_json
+
+
+class TrainResult(NamedTuple):
+    sae: SAE
+    history: dict[str, list[float]]  # step, loss, fvu, penalty, auxk, l0, dead: one entry per logged step
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """The indices of batch ``step``: epochs are seeded permutations, so any step can be recomputed.
+
+    This is what makes a resumed run identical to an uninterrupted one.
+    """
+    per_epoch = max(1, n // batch_size)
+    epoch, offset = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return np.sort(order[offset * batch_size:(offset + 1) * batch_size])
+
+
+class Batches:
+    """Fetches batch ``step`` of a dataset onto ``device``; an in-memory dataset is moved there once,
+    a memory-mapped store is streamed in shuffled chunks (`sae_lite.data.stream`).
+
+    ``shard`` = (rank, world): under torchrun each process takes its slice of every global batch.
+    """
+
+    def __init__(self, x: np.ndarray, batch_size: int, seed: int, device: torch.device,
+                 shard: tuple[int, int] = (0, 1)) -> None:
+        self.n, self.batch_size, self.seed, self.device = x.shape[0], min(batch_size, x.shape[0]), seed, device
+        self.streamed = isinstance(x, (np.memmap, stream.StoreRows))
+        self.on_device = None if self.streamed else torch.as_tensor(np.asarray(x, np.float32), device=device)
+        self.x = stream.ChunkedBatches(x, batch_size, seed) if self.streamed else x
+        rank, world = shard
+        self.part = slice(rank * self.batch_size // world, (rank + 1) * self.batch_size // world)
+
+    def close(self) -> None:
+        """Stop a stream's read-ahead thread and free its chunks."""
+        if self.streamed:
+            self.x.close()
+
+    def __call__(self, step: int) -> Tensor:
+        if self.streamed:
+            return torch.as_tensor(self.x(step)[self.part]).to(self.device, non_blocking=True)
+        index = batch_indices(self.n, self.batch_size, self.seed, step)[self.part]
+        return self.on_device[torch.as_tensor(index, device=self.device)]
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Constant, then a linear decay to 0 over the last ``warmdown`` fraction of the steps."""
+    remaining = (config.steps - step) / max(1.0, config.warmdown * config.steps)
+    return config.lr * min(1.0, remaining)
+
+
+def loss_function(config: TrainConfig) -> Callable[[SAE, Tensor, TrainConfig, Tensor], LossTerms]:
+    """The loss of ``config``'s backend: the dense reference or the sparse kernels (same `LossTerms`)."""
+    return kernels.loss_terms if config.backend == "sparse" else loss.loss_terms
+
+
+def check(config: TrainConfig) -> None:
+    """Raise before any work when ``config`` cannot train here: a backend that lacks its selection rule
+    or penalty, or a torchrun job that needs the sparse backend."""
+    if config.backend == "sparse":
+        kernels.check(config)
+    distributed.context().check(config)
+
+
+def make_optimizer(sae: SAE, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam; fused (one kernel for all parameters) on CPU and CUDA, where PyTorch has it."""
+    fused = sae.W_dec.device.type in ("cpu", "cuda")
+    return torch.optim.Adam(sae.parameters(), lr=config.lr, fused=fused)
+
+
+def train_step(sae: SAE, optimizer: torch.optim.Optimizer, x: Tensor, config: TrainConfig, dead: Tensor,
+               lr: float, loss_terms: Callable[..., LossTerms] | None = None) -> LossTerms:
+    """One optimisation step on ``x`` [B, d]: loss, backward, decoder-gradient projection, Adam, renormalisation.
+
+    ``loss_terms``: the loss to use (default: `loss_function` of ``config``).
+    """
+    terms = (loss_terms or loss_function(config))(sae, x, config, dead)
+    optimizer.zero_grad(set_to_none=True)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    terms.loss.backward()
+    sae.project_decoder_grad()
+    optimizer.step()
+    sae.normalize_decoder()
+    return terms
+
+
+def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLike | None = None,
+          checkpoint_every: int = 500, resume: bool = False, stop_at: int | None = None,
+          progress: bool | None = None) -> TrainResult:
+    """Train an SAE on ``dataset.x`` [n, d] as ``config`` says.
+
+    Args:
+        checkpoint: a directory for the training state (weights, optimiser, dead-latent counters);
+            written every ``checkpoint_every`` steps and at the end, atomically.
+        resume: continue from the state in ``checkpoint``; the result equals an uninterrupted run (CPU).
+        stop_at: stop after this step (saving the state), e.g. to split a run in two.
+        progress: show a progress bar; None shows one for runs longer than ~2 s, never under pytest.
+    """
+    if resume and (checkpoint is None or not (Path(checkpoint) / "state.safetensors").is_file()):
+        raise SaeLiteError(f"nothing to resume in {checkpoint}; train without --resume first")
+    check(config)
+    job = distributed.context()  # one process, or one of a torchrun job
+    device = job.device(config.device)
+    torch.manual_seed(config.seed)
+    sae = SAE(dataset.d, config.n_latents, config.k, config.activation, seed=config.seed,
+              **config.sae_options()).to(device)
+    sample = batch_indices(dataset.n, min(dataset.n, 4096), config.seed, 0)
+    sae.init_b_pre(torch.as_tensor(stream.take_rows(dataset.x, sample), device=device), config.b_pre_init)
+    optimizer = make_optimizer(sae, config)
+    since_fired = torch.zeros(config.n_latents, dtype=torch.long, device=device)
+    history: dict[str, list[float]] = {key: [] for key in ("step", "loss", "fvu", "penalty", "auxk", "l0", "dead")}
+    start = 0
+    if resume:
+        start, history = _load_state(Path(checkpoint), sae, optimizer, since_fired, config)
+
+    batches = Batches(dataset.x, config.batch_size, config.seed, device, shard=(job.rank, job.world))
+    step_loss = job.loss_terms(sae, config, loss_function(config))
+    end = config.steps if stop_at is None else min(stop_at, config.steps)
+    bar = _progress_bar(range(start, end), config.steps, start, progress if job.is_main else False)
+    for step in bar:
+        sae.hard = step >= (1 - config.hard_fraction) * config.steps  # only SoftSAE reads it
+        dead = since_fired >= config.dead_after
+        x = batches(step)
+        terms = train_step(sae, optimizer, x, config, dead, learning_rate(config, step), step_loss)
+        since_fired += batches.batch_size  # the global batch
+        since_fired[job.any(terms.fired)] = 0
+        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+            row = {key: float(getattr(terms, key).detach()) for key in ("loss", "fvu", "penalty", "auxk", "l0")}
+            row = job.reduce_row(row, x.shape[0])
+            row.update(step=step + 1, dead=int((since_fired >= config.dead_after).sum()))
+            for key, value in row.items():
+                history[key].append(value)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}", dead=row["dead"])
+        if checkpoint is not None and job.is_main and ((step + 1) % checkpoint_every == 0 or step + 1 == end):
+            _save_state(Path(checkpoint), sae, optimizer, since_fired, step + 1, history, config)
+    batches.close()
+    sae.eval()
+    return TrainResult(sae, history)
+
+
+def _progress_bar(steps: range, total: int, initial: int, progress: bool | None):
+    if progress is None:
+        progress = "PYTEST_CURRENT_TEST" not in os.environ
+    if not progress:
+        return steps
+    from tqdm.auto import tqdm
+
+    return tqdm(steps, total=total, initial=initial, delay=2.0, desc="train", leave=False)
+
+
+def _save_state(path: Path, sae: SAE, optimizer: torch.optim.Optimizer, since_fired: Tensor, step: int,
+                history: dict, config: TrainConfig) -> None:
+    """Write the training state, each file whole (`sae_lite.files`): the weights first, then state.json."""
+    tensors = {f"sae.{key}": value.detach().cpu().contiguous() for key, value in sae.state_dict().items()}
+    for index, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).cpu().contiguous()
+    tensors["since_fired"] = since_fired.cpu()
+    write_atomic(path / "state.safetensors", lambda tmp: save_file(tensors, tmp))
+    write_json(path / "state.json", {"step": step, "history": history, "config": asdict(config)}, indent=None)
+
+
+def _load_state(path: Path, sae: SAE, optimizer: torch.optim.Optimizer, since_fired: Tensor,
+                config: TrainConfig) -> tuple[int, dict]:
+    meta = json.loads((path / "state.json").read_text())
+    if TrainConfig.from_dict(meta["config"]) != config:
+        raise SaeLiteError(f"the checkpoint in {path} was written by a different configuration; "
+                           "resume with the same settings or start a new run")
+    tensors = load_file(path / "state.safetensors", device=str(since_fired.device))
+    sae.load_state_dict({key[4:]: value for key, value in tensors.items() if key.startswith("sae.")})
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+    since_fired.copy_(tensors["since_fired"])
+    return meta["step"], meta["history"]

@@ -1,0 +1,6 @@
+"""The experiments: profiles, the compared methods, the results cache, grids of runs, the weight
+rule, the statistics and claims, the chapters' shared grids and the paper's reproduction.
+
+Import direction inside: profiles <- methods, results <- runner <- weights <- stats <- claims <- grids,
+paper <- reproduce.
+"""

@@ -1,0 +1,176 @@
+"""The paper's grid, and what it would cost: the reproduction grid of each profile (`grid`).
+
+``quick`` and ``default`` train the book's data (planted, digits and the real data) at its k = 16;
+``paper`` trains the published grid ("Beyond the Hard Budget", Jacquier, Vakalopoulou, Hosseini
+2026) on embedding stores of two data sets and three backbones. Each cell's penalties run at the
+weight the rule picks there (`sae_lite.study.weights`). `paper_hours` estimates, from a measured
+step rate, what the paper profile costs: an estimate, not a measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from sae_lite.core.config import TrainConfig
+from sae_lite.core.train import train
+from sae_lite.data import catalog
+from sae_lite.data.backbones import BACKBONES
+from sae_lite.data.datasets import Dataset
+from sae_lite.data.embed import check_backbone
+from sae_lite.errors import SaeLiteError
+from sae_lite.study.methods import METHODS, PAPER_METHODS, WEIGHTS, with_weights
+from sae_lite.study.profiles import PROFILE_SETTINGS, PROFILES, REAL_LATENTS, Profile
+from sae_lite.study.runner import grid_spec
+from sae_lite.study.weights import TOLERANCE, chosen_weights, sweep_weights
+
+#: The published grid ("Beyond the Hard Budget", Jacquier, Vakalopoulou, Hosseini 2026, arXiv:2606.27321):
+#: two datasets x three backbones x k in {32, 64, 128}, three seeds.
+PAPER_DATASETS = ("imagenet-1k", "open-images-v7")
+PAPER_BACKBONES = ("clip-vit-l-14", "siglip2", "vit-l-16")
+PAPER_KS = (32, 64, 128)
+#: Dictionary size of the paper profile: N = PAPER_EXPANSION * d (8 * 768 = 6144 latents for CLIP
+#: ViT-L/14, 8 * 1152 = 9216 for SigLIP2 So400m, 8 * 1024 = 8192 for ViT-L/16). An ASSUMPTION: the
+#: paper's abstract (the text we could read) does not state its dictionary size; x8 is the expansion
+#: factor commonly used for Top-k SAEs on vision embeddings (e.g. Pach et al. 2025). Change it here.
+PAPER_EXPANSION = 8
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One data set of a grid and the training budgets k it is trained at."""
+
+    label: str                # how tables name it: "planted", "imagenet-1k/clip-vit-l-14", ...
+    data: str                 # a data name (planted, digits) or the directory of an embedding store
+    ks: tuple[int, ...]
+    n_latents: int = 512
+    backbone: str = "none"
+
+    @property
+    def rule_k(self) -> int:
+        """The training budget at which the weight rule sweeps this cell: its middle k."""
+        return self.ks[len(self.ks) // 2]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What `reproduce` trains: every cell x k x method x the profile's seeds, each penalty at the weight
+    the rule picks on that cell (`chosen_weights` at `Cell.rule_k`)."""
+
+    profile: Profile
+    cells: tuple[Cell, ...]
+    methods: tuple[str, ...] = PAPER_METHODS
+
+    def weights(self, cell: Cell) -> dict[str, float]:
+        """The penalty weights of ``cell`` by the rule (trains the cell's sweeps unless cached)."""
+        return chosen_weights(cell.data, cell.rule_k, self.profile, n_latents=cell.n_latents)
+
+    def sweep_configs(self) -> list[tuple[Cell, dict, TrainConfig]]:
+        """Every run of the cells' weight sweeps (`sweep_grid`) as (cell, data spec, config)."""
+        methods = [METHODS["baseline"]] + [replace(METHODS[p], weight=w) for p in WEIGHTS
+                                           for w in sweep_weights(self.profile)]
+        return [(cell, grid_spec(cell.data, self.profile),
+                 method.config(cell.rule_k, self.profile.seeds[0], self.profile, n_latents=cell.n_latents))
+                for cell in self.cells for method in methods]
+
+    def configs(self, weights: dict[str, dict[str, float]] | None = None) -> list[tuple[Cell, dict, TrainConfig]]:
+        """Every run of the grid as (cell, data spec, config), in the order `reproduce` trains them.
+
+        ``weights``: {cell label: {penalty: weight}} (from `weights`); without them the methods'
+        default weights stand in (enough to count and validate the runs)."""
+        chosen = lambda cell: (weights or {}).get(cell.label, {})  # noqa: E731
+        return [(cell, grid_spec(cell.data, self.profile), method.config(k, seed, self.profile, n_latents=cell.n_latents))
+                for cell in self.cells for method in with_weights([METHODS[n] for n in self.methods], chosen(cell))
+                for k in cell.ks for seed in self.profile.seeds]
+
+    def fingerprint(self) -> dict:
+        """Everything that defines the grid's results (its `grid.json`): the methods' recipes and the
+        weight rule (its sweep and tolerance; the weights it picks follow from them)."""
+        recipes = {name: {key: value for key, value in asdict(METHODS[name]).items() if key != "weight"}
+                   for name in self.methods}
+        return {"profile": asdict(self.profile), "cells": [asdict(cell) for cell in self.cells], "methods": recipes,
+                "weight_rule": {"sweep": list(sweep_weights(self.profile)), "tolerance": TOLERANCE,
+                                "seed": self.profile.seeds[0], "k": "each cell's middle k"}}
+
+
+#: quick/default: the planted data, digits and the real data (Fashion-MNIST through EfficientNet-Lite0)
+#: at the book's k = 16, so the runs are shared with the chapters through the cache; default's three
+#: seeds give the spread of every number.
+SMALL_CELLS = (Cell("planted", "planted", (16,)), Cell("digits", "digits", (16,)),
+               Cell(catalog.REAL, catalog.REAL, (16,), n_latents=REAL_LATENTS, backbone=catalog.REAL_BACKBONE))
+
+
+def grid(profile: str, data_dir: str | os.PathLike | None = None) -> Grid:
+    """The reproduction grid of ``profile``; ``paper`` reads its stores from ``data_dir`` (see `paper_cells`)."""
+    if profile not in PROFILE_SETTINGS:
+        raise SaeLiteError(f"unknown profile {profile!r}; use one of {', '.join(PROFILES)}")
+    if profile != "paper":
+        if data_dir is not None:
+            raise SaeLiteError(f"--data is for the paper profile only; the {profile} profile trains on planted "
+                               "data and digits (drop --data or use --profile paper)")
+        return Grid(PROFILE_SETTINGS[profile], SMALL_CELLS)
+    if data_dir is None:
+        raise SaeLiteError("the paper profile needs --data DIR holding <dataset>/<backbone>/ embedding stores "
+                           f"(datasets {', '.join(PAPER_DATASETS)}; backbones {', '.join(PAPER_BACKBONES)})")
+    return Grid(PROFILE_SETTINGS["paper"], paper_cells(Path(data_dir)))
+
+
+def paper_cells(data_dir: Path) -> tuple[Cell, ...]:
+    """The paper's cells from ``data_dir/<dataset>/<backbone>/`` stores, checked before any training.
+
+    Raises SaeLiteError naming every missing store (and the command that makes it) or a store whose
+    ``meta.json`` names another backbone than its directory.
+    """
+    cells, missing = [], []
+    for dataset in PAPER_DATASETS:
+        for backbone in PAPER_BACKBONES:
+            store = data_dir / dataset / backbone
+            if not (store / "meta.json").is_file():
+                missing.append(f"{dataset}/{backbone}")
+                continue
+            meta = json.loads((store / "meta.json").read_text())
+            check_backbone(store, backbone)
+            cells.append(Cell(f"{dataset}/{backbone}", str(store.resolve()), PAPER_KS,
+                              n_latents=PAPER_EXPANSION * int(meta["d"]), backbone=backbone))
+    if missing:
+        raise SaeLiteError(f"{data_dir} lacks the embedding stores {', '.join(missing)}; create each with "
+                           f"`python -m sae_lite embed --backbone BACKBONE --images IMAGES --out {data_dir}/DATASET/BACKBONE`")
+    return tuple(cells)
+
+
+def step_flops(d: int, n_latents: int, batch_size: int) -> float:
+    """FLOPs of one dense training step: encoder and decoder products (2 x 2*B*d*N), backward twice that.
+
+    Top-k, the penalties and AuxK add terms linear in N and are left out.
+    """
+    return 3 * 2 * 2 * batch_size * d * n_latents
+
+
+def measure_step_rate(d: int = 256, n_latents: int = 2048, steps: int = 20, device: str = "auto") -> float:
+    """Training steps per second of the baseline (k=32, batch of `TrainConfig`'s default) on random data."""
+    x = np.random.default_rng(0).standard_normal((4096, d)).astype(np.float32)
+    config = TrainConfig(k=32, n_latents=n_latents, steps=steps + 5, device=device, b_pre_init="mean")
+    train(config, Dataset(x=x), stop_at=5, progress=False)  # warm-up: allocation, kernels
+    start = time.perf_counter()
+    train(config, Dataset(x=x), progress=False)
+    return (steps + 5) / (time.perf_counter() - start)
+
+
+def paper_train_flops() -> float:
+    """FLOPs of training every run of the paper profile (evaluation and embedding extraction excluded)."""
+    profile, batch = PROFILE_SETTINGS["paper"], TrainConfig().batch_size
+    runs_per_backbone = len(PAPER_DATASETS) * len(PAPER_KS) * len(PAPER_METHODS) * len(profile.seeds)
+    dims = [BACKBONES[name].dim for name in PAPER_BACKBONES]  # 768, 1152, 1024
+    return sum(runs_per_backbone * profile.steps * step_flops(d, PAPER_EXPANSION * d, batch) for d in dims)
+
+
+def paper_hours(flops_per_second: float) -> float:
+    """Hours to train the paper profile at a sustained ``flops_per_second`` (an estimate: see `step_flops`)."""
+    if flops_per_second <= 0:
+        raise SaeLiteError(f"flops_per_second must be > 0, got {flops_per_second}")
+    return paper_train_flops() / flops_per_second / 3600

@@ -1,0 +1,124 @@
+"""Grids of runs: every method x k x seed trained once (in worker processes when there are several
+cores), then each run evaluated into one flat row."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+
+from sae_lite.core.config import TrainConfig
+from sae_lite.data import catalog
+from sae_lite.errors import SaeLiteError
+from sae_lite.evaluation.runs import Run
+from sae_lite.study.methods import Method
+from sae_lite.study.profiles import Profile, active_profile
+from sae_lite.study.results import cached_run, data_spec, evaluate_run, load_split, run_path
+
+
+def planted_spec(profile: Profile | None = None, name: str = "planted") -> dict:
+    """The data spec of the planted default (or ``planted-signed``) at the profile's size."""
+    return data_spec(name, n=(profile or active_profile()).n_planted)
+
+
+def grid_spec(data: str | dict, profile: Profile | None = None) -> dict:
+    """The data spec a grid trains on: ``planted`` and the real data at the profile's size, other
+    names as they are."""
+    if isinstance(data, dict):
+        return data
+    profile = profile or active_profile()
+    if data == catalog.REAL:
+        return data_spec(data, images=profile.real.images, resolution=profile.real.resolution)
+    return planted_spec(profile, data) if data in ("planted", "planted-signed") else data_spec(data)
+
+
+def data_overrides(spec: dict, profile: Profile | None = None) -> dict:
+    """The `TrainConfig` fields a data set fixes: the real data's size of run (`RealData`), else none."""
+    return (profile or active_profile()).real.overrides() if spec["name"] == catalog.REAL else {}
+
+
+def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,
+             profile: Profile | None = None, k_factors: tuple[float, ...] = (0.25, 0.5, 1, 2, 4),
+             probe_ms: tuple[int, ...] = (1, 2, 4, 8), progress: bool | None = None, **overrides) -> list[dict]:
+    """Train (or load from the cache) every method x k x seed and evaluate each run.
+
+    Returns one flat row per run: the recipe (``method``, ``penalty``, ``weight``, ``masked``, ``auxk``,
+    ``activation``, ``k``, ``seed``), every metric of ``metrics.json``, ``r2_x{f}`` = R^2 at the
+    inference budget k' = f * k for each ``f`` in ``k_factors``, ``probe_m{m}`` = test accuracy of the
+    truncated linear probe keeping the top-m activations (when the data has single labels), and ``path``.
+    ``overrides`` go to every `TrainConfig` (e.g. ``n_latents``).
+    """
+    profile = profile or active_profile()
+    spec = grid_spec(data, profile)
+    if spec["name"] == catalog.REAL:
+        load_split(spec)  # embeds the real data once, here, before any worker needs it
+    overrides = {**data_overrides(spec, profile), **overrides}
+    jobs = [(method, method.config(k, seed, profile, **overrides)) for method in methods for k in ks
+            for seed in (profile.seeds if seeds is None else seeds)]
+    paths = [run_path(config, spec) for _, config in jobs]
+    missing = [i for i, path in enumerate(paths) if paths.index(path) == i and not (path / "metrics.json").is_file()]
+    workers = min(parallel_jobs(), len(missing))
+    rows: dict[int, dict] = {}
+    if workers > 1:  # train the missing runs side by side; cached ones are only loaded, below
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: safe under Jupyter and torch
+        threads = max(1, usable_cores() // workers)
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+                                 initargs=(threads,)) as pool:
+            futures = {i: pool.submit(_train_and_evaluate, *jobs[i], spec, k_factors, probe_ms, False) for i in missing}
+            rows = {i: future.result() for i, future in futures.items()}
+    return [rows[i] if i in rows else _train_and_evaluate(method, config, spec, k_factors, probe_ms, progress)
+            for i, (method, config) in enumerate(jobs)]
+
+
+def parallel_jobs() -> int:
+    """How many runs of a grid train at once: ``SAE_LITE_JOBS``, by default one per CPU core this
+    process may use (one, in this process, when a CUDA GPU is there: the runs would share it).
+
+    With more than one, the grid's uncached runs train in that many worker processes, each with
+    cores / jobs torch threads; results are the same as training them one after the other.
+    """
+    value = os.environ.get("SAE_LITE_JOBS") or str(1 if torch.cuda.is_available() else usable_cores())
+    if not value.isdigit() or int(value) < 1:
+        raise SaeLiteError(f"SAE_LITE_JOBS={value!r} must be a whole number >= 1 (runs trained at once)")
+    return int(value)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _train_and_evaluate(method: Method, config: TrainConfig, spec: dict, k_factors: tuple[float, ...],
+                        probe_ms: tuple[int, ...], progress: bool | None) -> dict:
+    """One grid row: the run of ``config`` (trained once, then cached) and its evaluation."""
+    return _grid_row(cached_run(config, spec, progress=progress), method, k_factors, probe_ms)
+
+
+def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: tuple[int, ...]) -> dict:
+    k = run.config.k
+    ks = {f: max(1, round(f * k)) for f in k_factors if round(f * k) < run.sae.n_latents}
+    ms = [m for m in probe_ms if m <= k]
+    evaluation = _cached_evaluation(run.path, sorted(set(ks.values())), ms)
+    row = {"data": run.data["name"], "method": method.name, "penalty": method.penalty, "weight": method.weight,
+           "masked": method.masked, "auxk": method.auxk, "activation": method.activation, "k": k,
+           "seed": run.config.seed, **run.metrics}
+    row.update({f"r2_x{f:g}": evaluation["r2_by_k"][str(kk)] for f, kk in ks.items()})
+    row.update({f"probe_m{m}": v["test"] for m, v in evaluation.get("probe_by_m", {}).items()})
+    row["path"] = str(run.path)
+    return row
+
+
+def _cached_evaluation(path: Path, ks: list[int], ms: list[int]) -> dict:
+    """``evaluate_run`` for these k' and m, reusing evaluation.json when it already covers them."""
+    saved = Path(path) / "evaluation.json"
+    if saved.is_file():
+        evaluation = json.loads(saved.read_text())
+        probes = evaluation.get("probe_by_m", {})
+        probed = "probe_skipped" in evaluation or all(str(m) in probes for m in ms)
+        if all(str(k) in evaluation["r2_by_k"] for k in ks) and probed:
+            return evaluation
+    return evaluate_run(path, ks=ks, ms=ms)
