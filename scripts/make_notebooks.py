@@ -168,8 +168,7 @@ $$
 with $\tilde a$ the min-max normalised activations and $\mathbf{p}_n$ a unit reference embedding, and
 **class purity** (the share of its firing on its most frequent class)."""),
     ("code", SETUP),
-    ("code", """rows = grids.core()
-baseline = [r for r in rows if r["method"] == "baseline"]
+    ("code", """baseline = grids.baseline()
 metrics = ["r2", "l0", "dead", "recovery_mmcs", "ms_mean", "purity_mean"]
 table = pd.DataFrame(summarize(baseline, [m for m in metrics if m in baseline[0]], by=("method", "k")))
 table.round(3)"""),
@@ -284,9 +283,8 @@ widgets.explore(walk, x="k_factor", y="r2_at_k", slider="weight", logx=True,
         ("md", f"""## Baseline against the {label}, all seeds
 
 At the chosen weight and k = {K}, mean ± std over the seeds of the profile."""),
-        ("code", f"""rows = grids.core()
-chosen = [r for r in rows if r["k"] == grids.K and r["method"] in ("baseline", "{key}")]
-plots.bars(chosen, ["r2", "ms_mean", "purity_mean", "dead"]);"""),
+        ("code", f"""rows = grids.pair("{key}")
+plots.bars(rows, ["r2", "ms_mean", "purity_mean", "dead"]);"""),
         ("md", f"""## What the paper claims / what we measured
 
 {{cite:t}}`jacquier2026beyond` report that the {label} improves monosemanticity at no cost to
@@ -300,7 +298,7 @@ claims.show(claims.evaluate_claims(rows, [claim]))"""),
 
 The same claim on Fashion-MNIST embedded by a pretrained EfficientNet-Lite0 (chapter 10 shows the
 images and the latents), with the {label} at the weight the rule picks there:"""),
-        ("code", """real = grids.real()
+        ("code", f"""real = grids.real(("baseline", "{key}"))
 claims.show(claims.evaluate_claims(real, [claim]))"""),
     ]
 
@@ -413,8 +411,10 @@ ratio is claimed to make the SAE more robust to k' {cite:p}`jacquier2026beyond`.
     ("md", r"""## The experiment
 
 For an SAE trained at $k$ we keep the top $k'$ activations at inference, for
-$k' \in \{k/4,\ k/2,\ k,\ 2k,\ 4k\}$, and measure $R^2(k')$ on the test split. An SAE robust to $k'$
-loses little below $k$ and keeps gaining (or at least does not lose) above it."""),
+$k' \in \{k/4,\ k/2,\ k,\ 2k,\ 4k\}$, and measure $R^2(k')$ on the test split, variance-weighted
+($1 - \mathrm{FVU}$: chapter 10 shows why the uniform average of per-dimension $R^2$ misleads on real
+embeddings). An SAE robust to $k'$ loses little below $k$ and keeps gaining (or at least does not
+lose) above it."""),
     ("code", SETUP),
     ("code", """rows = grids.core()
 walk = plots.long(rows, "r2_x", "k_factor", "r2_at_k")
@@ -437,8 +437,8 @@ largest code of almost every input leaves little for a small budget k' to recons
 ### On real embeddings
 
 The same claim on Fashion-MNIST through EfficientNet-Lite0 (chapter 10), trained at k = 16:"""),
-    ("code", """real = grids.real()
-plots.band(plots.long([r for r in real if r["method"] in ("baseline", "ratio")], "r2_x", "k_factor", "r2_at_k"),
+    ("code", """real = grids.real(("baseline", "ratio"))
+plots.band(plots.long(real, "r2_x", "k_factor", "r2_at_k"),
            "k_factor", "r2_at_k", logx=True, title=f"real embeddings, trained at k = {grids.K}")
 claims.show(claims.evaluate_claims(real, [claims.CLAIMS["inference_k"]]))"""),
     ("md", """## Exercises"""),
@@ -478,8 +478,8 @@ plots.band([r for r in walk if r["k"] == grids.K], "m", "probe", logx=True, titl
 
 The same claim on Fashion-MNIST through EfficientNet-Lite0 (chapter 10), where the classes are
 the ten garments:"""),
-    ("code", """real = grids.real()
-plots.band(plots.long([r for r in real if r["method"] in ("baseline", "ratio")], "probe_m", "m", "probe"),
+    ("code", """real = grids.real(("baseline", "ratio"))
+plots.band(plots.long(real, "probe_m", "m", "probe"),
            "m", "probe", logx=True, title=f"real embeddings, trained at k = {grids.K}")
 claims.show(claims.evaluate_claims(real, [claims.CLAIMS["probing"]]))"""),
     ("md", """## Why a part can fail: one latent on top of every input
@@ -522,7 +522,7 @@ for name, key in (("02_off_support_l1", "offsupport"), ("03_l1_l2_ratio", "ratio
                         "The first weight whose R² point falls below the grey band; `experiments.rule_weight` "
                         "returns the last one inside it.")),
         ("md", exercise(2, "medium", 10, "Does the penalty change L0? Compare `l0` of the two methods in `rows`.",
-                        "```python\nsummarize(chosen, ['l0'], by=('method',))\n```\nTop-k still keeps k "
+                        "```python\nsummarize(rows, ['l0'], by=('method',))\n```\nTop-k still keeps k "
                         "entries; the penalty changes *which* and how large, so L0 moves little.")),
         ("md", exercise(3, "hard", 20, "Run the sweep on digits (`grids.sweep('%s', data='digits')`). Does the rule pick the same weight?" % key,
                         "Compare `experiments.rule_weight` on both sweeps. The loss is scale-free (FVU), so weights "
