@@ -73,3 +73,16 @@ def test_chapters_train_each_penalty_at_the_weight_the_rule_picks(name, monkeypa
     rows = getattr(grids, name)()
     penalised = [row for row in rows if row["penalty"] != "none"]
     assert penalised and all(row["weight"] == 0.001 for row in penalised)
+
+
+def test_a_chapter_trains_only_the_sweeps_of_the_penalties_it_shows(monkeypatch):
+    calls = []
+    monkeypatch.setattr(grids, "run_grid", fake_run_grid(calls))
+    monkeypatch.setattr(experiments, "run_grid", fake_run_grid(calls))
+    rows = grids.pair("ratio")
+    assert {r["method"] for r in rows} == {"baseline", "ratio"}
+    swept = {name for _, names, _, _ in calls for name in names if name != "baseline"}
+    assert swept == {"ratio"}                      # no off-support sweep for a chapter on the ratio
+    calls.clear()
+    grids.baseline()
+    assert all(names == ["baseline"] for _, names, _, _ in calls)   # the baseline needs no sweep at all

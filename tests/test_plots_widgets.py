@@ -56,7 +56,7 @@ def test_figures_have_labelled_axes(tmp_path):
     assert [line.get_color() for line in flipped.get_lines()] == [plots.METHOD_COLOURS["ratio"],
                                                                     plots.METHOD_COLOURS["baseline"]]
     fig = plots.bars(grid(), ["r2", "r2_x4"])
-    assert [a.get_ylabel() for a in fig.axes] == ["test R²", "test R² at k' = 4·k"]
+    assert [a.get_ylabel() for a in fig.axes] == ["test R²", "test R² (variance-weighted) at k' = 4·k"]
     hist = plots.history(grid(tmp_path), "dead")
     assert hist.get_xlabel() == "training step" and len(hist.get_lines()) == 2
     labelled = [{**row, "variant": f"{row['method']}/{row['k']}"} for row in grid(tmp_path / "again")]

@@ -34,7 +34,7 @@ def test_run_grid_rows_and_cache(cache, monkeypatch):
     assert len(rows) == 2 * 1 * 2
     row = rows[0]
     assert {"r2", "ms_mean", "purity_mean", "dead", "r2_x0.25", "r2_x1", "r2_x4", "probe_m1", "probe_m2"} <= row.keys()
-    assert row["r2_x1"] == pytest.approx(row["r2"], abs=1e-5)   # k' = k is the training budget
+    assert row["r2_x1"] == pytest.approx(row["r2_vw"], abs=1e-5)   # k' = k is the training budget (variance-weighted)
     assert {r["seed"] for r in rows} == {0, 1} and {r["method"] for r in rows} == {"baseline", "ratio"}
 
     def no_training(*args, **kwargs):

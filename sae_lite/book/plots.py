@@ -21,7 +21,7 @@ LABELS = {
     "recovery_mmcs": "mean best cosine with a planted atom", "recovery_matched": "planted atoms recovered",
     "k": "training k", "weight": "penalty weight", "k_factor": "inference k' / training k",
     "m": "activations kept per input (m)", "probe": "probe test accuracy",
-    "r2_at_k": "test R² at the inference k'", "step": "training step",
+    "r2_at_k": "test R² (variance-weighted) at the inference k'", "step": "training step",
     "method": "method", "loss": "training loss", "penalty": "penalty", "auxk": "AuxK",
     "penalty_loss": "penalty term", "auxk_loss": "AuxK term", "variant": "variant",
     "u": "u = Dᵀ(x − b)", "z": "z = prox(u)", "lam": "λ (Top-k/AbsTopK: τ = √(2λ))", "rank": "rank j of the activation",
@@ -47,7 +47,7 @@ def colour(group, groups: list) -> str:
 def label(name: str) -> str:
     """A readable axis label for a row key (the key itself when unknown)."""
     if name.startswith("r2_x"):
-        return f"test R² at k' = {name[4:]}·k"
+        return f"test R² (variance-weighted) at k' = {name[4:]}·k"
     if name.startswith("probe_m"):
         return f"probe accuracy, top {name[7:]}"
     return LABELS.get(name, name)

@@ -75,7 +75,8 @@ def card_fields(sae: SAE, config: TrainConfig, data: dict, metrics: dict, stabil
                          "value": metrics.get("purity_mean"), "weighted": metrics.get("weighted_purity_mean")},
         "l0": metrics.get("l0"),
         "dead_latents": metrics.get("dead"),
-        "k_sensitivity": {"r2_at_half_k": metrics.get("r2_half_k"), "r2_at_double_k": metrics.get("r2_double_k")},
+        "k_sensitivity": {"metric": "variance-weighted R^2 at another inference k", "r2_at_half_k": metrics.get("r2_half_k"),
+                          "r2_at_double_k": metrics.get("r2_double_k")},
         "seed": config.seed,
         "seed_stability": stability or "single run (no seeded group)",
     }

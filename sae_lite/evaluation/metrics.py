@@ -192,8 +192,11 @@ def encode_all(sae: SAE, x, k: int | None = None, batch_size: int = 4096) -> tup
 
 
 def k_sweep(sae: SAE, x, ks) -> dict[int, float]:
-    """R^2 when the SAE is run with inference budget k' for each k' in ``ks``."""
-    return {int(k): r2(x, encode_all(sae, x, int(k))[1]) for k in ks}
+    """The variance-weighted R^2 (1 - FVU) when the SAE is run with inference budget k', for each k' in ``ks``.
+
+    Variance-weighted, like the "no cost" judgements: a few nearly constant dimensions would rule the
+    uniform average (``r2``) of a real embedding."""
+    return {int(k): 1 - fvu(x, encode_all(sae, x, int(k))[1]) for k in ks}
 
 
 def evaluate(sae: SAE, test: Dataset) -> dict[str, float]:
@@ -204,9 +207,9 @@ def evaluate(sae: SAE, test: Dataset) -> dict[str, float]:
     result = {"r2": r2(test.x, x_hat), "fvu": unexplained, "r2_vw": 1 - unexplained, "nmse": nmse(test.x, x_hat),
               "l0": l0(codes), "dead_fraction": float(dead.double().mean()), "dead": int(dead.sum()),
               "ms_mean": _nanmean(monosemanticity(codes.abs(), test.reference))}  # |codes|: AbsTopK is signed
-    result["r2_half_k"] = r2(test.x, encode_all(sae, test.x, max(1, sae.k // 2))[1])
+    result["r2_half_k"] = 1 - fvu(test.x, encode_all(sae, test.x, max(1, sae.k // 2))[1])   # variance-weighted
     if 2 * sae.k < sae.n_latents:
-        result["r2_double_k"] = r2(test.x, encode_all(sae, test.x, 2 * sae.k)[1])
+        result["r2_double_k"] = 1 - fvu(test.x, encode_all(sae, test.x, 2 * sae.k)[1])
     if test.labels is not None and np.asarray(test.labels).ndim == 1:
         result["purity_mean"] = _nanmean(class_purity(codes, test.labels))
         result["weighted_purity_mean"] = _nanmean(class_purity(codes, test.labels, weighted=True))

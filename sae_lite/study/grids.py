@@ -5,12 +5,15 @@ whole book trains each run once. The data every chapter uses is one setting: ``S
 (``planted`` by default; ``digits`` or the directory of an embedding store work too).
 
 Each penalty runs at the weight the stated rule picks on that data in the active profile
-(`weights`: `sae_lite.study.weights.rule_weight` over `sweep`), never at a weight chosen elsewhere.
+(`weights`: `sae_lite.study.weights.rule_weight` over `sweep`), never at a weight chosen elsewhere. Each
+chapter trains only the runs it shows, so that it also runs alone (on Colab) in a few minutes.
 Sizes per profile (seeds from the profile: 1 in ``quick``, 3 in ``default``):
 
 - `sweep`: one penalty at each weight of `sae_lite.study.weights.sweep_weights`, and the baseline, at `K`, on
   the first seed: the sweep the rule chooses from;
-- `core`: baseline and ratio at every training k of `ks`, off-support at `K`;
+- `baseline`: the baseline at every training k of `ks` (chapter 1);
+- `pair`: the baseline and one penalty at `K` (chapters 2 and 3);
+- `core`: baseline and ratio at every training k of `ks` (chapters 5 and 6);
 - `mask`: the mask ablations, with and without AuxK, at `K`;
 - `real`: the paper's five methods on the real data (`REAL`: Fashion-MNIST through EfficientNet-Lite0),
   at `K`, every seed: the runs behind the real-data boxes of chapters 1-6 and 10, and the real cell
@@ -47,21 +50,35 @@ def sweep(penalty: str, data: str | None = None) -> list[dict]:
     return sweep_grid(data or data_name(), penalty, K)
 
 
-def weights(data: str | None = None, profile: Profile | None = None) -> dict[str, float]:
-    """{penalty: weight} the rule picks on ``data`` (default: the chapters' data) at `K`."""
-    return chosen_weights(data or data_name(), K, profile)
+def weights(data: str | None = None, profile: Profile | None = None,
+            penalties: tuple[str, ...] = ("offsupport", "ratio")) -> dict[str, float]:
+    """{penalty: weight} the rule picks on ``data`` (default: the chapters' data) at `K`, for ``penalties``."""
+    return chosen_weights(data or data_name(), K, profile, penalties)
 
 
 def methods(*names: str, data: str | None = None, profile: Profile | None = None) -> list[Method]:
-    """The methods (or mask ablations) ``names``, their penalties at the rule's `weights` on ``data``."""
-    return with_weights([{**METHODS, **ABLATIONS}[name] for name in names], weights(data, profile))
+    """The methods (or mask ablations) ``names``, their penalties at the rule's `weights` on ``data``
+    (only the sweeps of the penalties they use are trained)."""
+    chosen = [{**METHODS, **ABLATIONS}[name] for name in names]
+    penalties = tuple(dict.fromkeys(m.penalty for m in chosen if m.penalty != "none"))
+    return with_weights(chosen, weights(data, profile, penalties) if penalties else {})
+
+
+def baseline(data: str | None = None) -> list[dict]:
+    """The baseline at every k of `ks`, every seed: chapter 1."""
+    return run_grid(data or data_name(), methods("baseline"), list(ks()), progress=False)
+
+
+def pair(penalty: str, data: str | None = None) -> list[dict]:
+    """The baseline and ``penalty`` at `K`, every seed: chapters 2 and 3."""
+    data = data or data_name()
+    return run_grid(data, methods("baseline", penalty, data=data), [K], progress=False)
 
 
 def core(data: str | None = None) -> list[dict]:
-    """Baseline and ratio at every k of `ks`, off-support at `K`: chapters 1-3, 5 and 6."""
+    """The baseline and the ratio at every k of `ks`, every seed: chapters 5 and 6."""
     data = data or data_name()
-    return (run_grid(data, methods("baseline", "ratio", data=data), list(ks()), progress=False)
-            + run_grid(data, methods("offsupport", data=data), [K], progress=False))
+    return run_grid(data, methods("baseline", "ratio", data=data), list(ks()), progress=False)
 
 
 def mask(data: str | None = None) -> list[dict]:

@@ -55,12 +55,13 @@ def rule_weight(rows: list[dict], tolerance: float = TOLERANCE) -> float | None:
     return max(good) if good else None
 
 
-def chosen_weights(data: str | dict, k: int, profile: Profile | None = None, **overrides) -> dict[str, float]:
-    """{penalty: weight} that the rule picks on ``data`` at training budget ``k`` (`rule_weight` over
-    `sweep_grid`; the sweeps are trained once, then cached). When no weight of a sweep keeps R^2
-    within the tolerance, the smallest weight of the sweep is used."""
+def chosen_weights(data: str | dict, k: int, profile: Profile | None = None, penalties: tuple[str, ...] = tuple(WEIGHTS),
+                   **overrides) -> dict[str, float]:
+    """{penalty: weight} that the rule picks on ``data`` at training budget ``k`` for each of ``penalties``
+    (`rule_weight` over `sweep_grid`; the sweeps are trained once, then cached). When no weight of a
+    sweep keeps R^2 within the tolerance, the smallest weight of the sweep is used."""
     picked = {}
-    for penalty in WEIGHTS:
+    for penalty in penalties:
         weight = rule_weight(sweep_grid(data, penalty, k, profile, **overrides))
         picked[penalty] = weight if weight is not None else min(sweep_weights(profile))
     return picked
