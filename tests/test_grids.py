@@ -1,6 +1,6 @@
 import pytest
 
-from sae_lite.study import grids, runner, weights
+from sae_lite.study import grids, weights
 from sae_lite.study.profiles import PROFILE_SETTINGS
 from sae_lite.study.weights import rule_weight
 
@@ -55,7 +55,7 @@ def test_grids_share_configurations(name, monkeypatch):
     """Every grid trains through run_grid, so the same configuration is one cache entry."""
     calls = []
     monkeypatch.setattr(grids, "run_grid", fake_run_grid(calls))
-    monkeypatch.setattr(runner, "run_grid", fake_run_grid(calls))
+    monkeypatch.setattr(weights, "run_grid", fake_run_grid(calls))  # the sweeps
     rows = grids.sweep("ratio") if name == "sweep" else getattr(grids, name)()
     assert rows and all(call[0] == "planted" for call in calls)
     if name == "mask":
@@ -68,7 +68,7 @@ def test_grids_share_configurations(name, monkeypatch):
 def test_chapters_train_each_penalty_at_the_weight_the_rule_picks(name, monkeypatch):
     calls = []
     monkeypatch.setattr(grids, "run_grid", fake_run_grid(calls))
-    monkeypatch.setattr(runner, "run_grid", fake_run_grid(calls))
+    monkeypatch.setattr(weights, "run_grid", fake_run_grid(calls))  # the sweeps
     assert grids.weights() == {"offsupport": 0.001, "ratio": 0.001}
     rows = getattr(grids, name)()
     penalised = [row for row in rows if row["penalty"] != "none"]
@@ -78,7 +78,7 @@ def test_chapters_train_each_penalty_at_the_weight_the_rule_picks(name, monkeypa
 def test_a_chapter_trains_only_the_sweeps_of_the_penalties_it_shows(monkeypatch):
     calls = []
     monkeypatch.setattr(grids, "run_grid", fake_run_grid(calls))
-    monkeypatch.setattr(experiments, "run_grid", fake_run_grid(calls))
+    monkeypatch.setattr(weights, "run_grid", fake_run_grid(calls))  # the sweeps
     rows = grids.pair("ratio")
     assert {r["method"] for r in rows} == {"baseline", "ratio"}
     swept = {name for _, names, _, _ in calls for name in names if name != "baseline"}
