@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import numpy as np
 from sae_lite.data.idx import idx_shape, read_idx
 from sae_lite.data.images import ImageSource
 from sae_lite.errors import SaeLiteError
+from sae_lite.files import write_dir
 
 NAME = "fashion-mnist"
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -91,19 +91,17 @@ def download(folder: Path) -> Path:
     if not _reachable(host):
         raise SaeLiteError(f"no files in {DEBIAN_DIR} or {folder}, and torchvision cannot download them: "
                            f"{host} cannot be reached (offline)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{folder.name}.", dir=folder.parent) as tmp:
+    def fetch(tmp: Path) -> None:  # the four files, left at the top of the folder
         try:
             datasets.FashionMNIST(tmp, train=True, download=True)
         except Exception as error:  # network and checksum errors alike: nothing is kept
             raise SaeLiteError(f"torchvision's download into {folder} failed "
                                f"({type(error).__name__}: {str(error)[:200]})") from None
-        raw = Path(tmp) / "FashionMNIST" / "raw"
-        staged = Path(tmp) / NAME
-        staged.mkdir()
         for name in (name for pair in FILES.values() for name in pair):
-            shutil.move(raw / name, staged / name)
-        staged.rename(folder)
+            shutil.move(tmp / "FashionMNIST" / "raw" / name, tmp / name)
+        shutil.rmtree(tmp / "FashionMNIST")
+
+    write_dir(folder, fetch)
     return folder
 
 
