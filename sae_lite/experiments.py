@@ -13,6 +13,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -264,14 +265,29 @@ def sweep_weights(profile: Profile | None = None) -> tuple[float, ...]:
     return (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
 
-def sweep_grid(data: str | dict, penalty: str, k: int, profile: Profile | None = None, **overrides) -> list[dict]:
-    """The baseline and ``penalty`` at each weight of `sweep_weights`, at training budget ``k``, on the
-    profile's first seed (rows of `run_grid`; ``overrides`` go to every `TrainConfig`)."""
+def sweep_jobs(data: str | dict, penalties: tuple[str, ...], k: int, profile: Profile | None = None,
+               **overrides) -> list[Job]:
+    """The baseline and each of ``penalties`` at each weight of `sweep_weights`, at training budget ``k``,
+    on the profile's first seed, as `Job` s (``overrides`` go to every `TrainConfig`). No probes: the
+    rule reads R^2 only (a run a grid shares gets its probes when the grid asks for them)."""
     profile = profile or active_profile()
-    methods = [METHODS["baseline"]] + [replace(METHODS[penalty], weight=w) for w in sweep_weights(profile)]
-    # no probes: the rule reads R^2 only (a run the grid shares gets its probes when the grid asks)
-    return run_grid(data, methods, [k], seeds=profile.seeds[:1], profile=profile, progress=False, probe_ms=(),
-                    **overrides)
+    methods = [METHODS["baseline"]] + [replace(METHODS[p], weight=w) for p in penalties for w in sweep_weights(profile)]
+    return grid_jobs(data, methods, [k], seeds=profile.seeds[:1], profile=profile, probe_ms=(), **overrides)
+
+
+def sweep_grid(data: str | dict, penalty: str, k: int, profile: Profile | None = None, **overrides) -> list[dict]:
+    """The rows of the baseline and ``penalty`` at each weight of `sweep_weights` (see `sweep_jobs`)."""
+    return run_jobs(sweep_jobs(data, (penalty,), k, profile, **overrides), progress=False)
+
+
+def pick_weights(rows: list[dict], penalties: tuple[str, ...], profile: Profile | None = None) -> dict[str, float]:
+    """{penalty: the weight `rule_weight` picks} from sweep rows holding the baseline and each penalty;
+    the smallest weight of the sweep when none keeps R^2 within the tolerance."""
+    picked = {}
+    for penalty in penalties:
+        weight = rule_weight([r for r in rows if r["method"] == "baseline" or r["penalty"] == penalty])
+        picked[penalty] = weight if weight is not None else min(sweep_weights(profile))
+    return picked
 
 
 def rule_weight(rows: list[dict], tolerance: float = TOLERANCE) -> float | None:
@@ -293,18 +309,35 @@ def rule_weight(rows: list[dict], tolerance: float = TOLERANCE) -> float | None:
 def chosen_weights(data: str | dict, k: int, profile: Profile | None = None, penalties: tuple[str, ...] = tuple(WEIGHTS),
                    **overrides) -> dict[str, float]:
     """{penalty: weight} that the rule picks on ``data`` at training budget ``k`` for each of ``penalties``
-    (`rule_weight` over `sweep_grid`; the sweeps are trained once, then cached). When no weight of a
-    sweep keeps R^2 within the tolerance, the smallest weight of the sweep is used."""
-    picked = {}
-    for penalty in penalties:
-        weight = rule_weight(sweep_grid(data, penalty, k, profile, **overrides))
-        picked[penalty] = weight if weight is not None else min(sweep_weights(profile))
-    return picked
+    (`pick_weights` over one sweep of them all; the sweeps are trained once, then cached)."""
+    return pick_weights(run_jobs(sweep_jobs(data, penalties, k, profile, **overrides), progress=False), penalties,
+                        profile)
 
 
 def with_weights(methods: list[Method], weights: dict[str, float]) -> list[Method]:
     """``methods`` with each penalised one at ``weights[its penalty]`` (the others unchanged)."""
     return [replace(m, weight=weights[m.penalty]) if m.penalty in weights else m for m in methods]
+
+
+class Job(NamedTuple):
+    """One run of a grid and how its row is evaluated (see `run_grid`)."""
+
+    method: Method
+    config: TrainConfig
+    spec: dict
+    k_factors: tuple[float, ...] = (0.25, 0.5, 1, 2, 4)
+    probe_ms: tuple[int, ...] = (1, 2, 4, 8)
+
+
+def grid_jobs(data: str | dict, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,
+              profile: Profile | None = None, k_factors: tuple[float, ...] = (0.25, 0.5, 1, 2, 4),
+              probe_ms: tuple[int, ...] = (1, 2, 4, 8), **overrides) -> list[Job]:
+    """Every method x k x seed of a grid on ``data`` as a `Job` (``overrides`` go to every `TrainConfig`)."""
+    profile = profile or active_profile()
+    spec = grid_spec(data, profile)
+    overrides = {**data_overrides(spec, profile), **overrides}
+    return [Job(method, method.config(k, seed, profile, **overrides), spec, tuple(k_factors), tuple(probe_ms))
+            for method in methods for k in ks for seed in (profile.seeds if seeds is None else seeds)]
 
 
 def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,
@@ -318,14 +351,16 @@ def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tupl
     truncated linear probe keeping the top-m activations (when the data has single labels), and ``path``.
     ``overrides`` go to every `TrainConfig` (e.g. ``n_latents``).
     """
-    profile = profile or active_profile()
-    spec = grid_spec(data, profile)
-    if spec["name"] == catalog.REAL:
-        load_split(spec)  # embeds the real data once, here, before any worker needs it
-    overrides = {**data_overrides(spec, profile), **overrides}
-    jobs = [(method, method.config(k, seed, profile, **overrides)) for method in methods for k in ks
-            for seed in (profile.seeds if seeds is None else seeds)]
-    paths = [run_path(config, spec) for _, config in jobs]
+    return run_jobs(grid_jobs(data, methods, ks, seeds, profile, k_factors, probe_ms, **overrides), progress)
+
+
+def run_jobs(jobs: list[Job], progress: bool | None = None) -> list[dict]:
+    """The row of every job, in order: uncached runs train side by side in worker processes (see
+    `parallel_jobs`; jobs of several grids and data sets share one pool), cached ones are loaded."""
+    for spec in {json.dumps(job.spec, sort_keys=True): job.spec for job in jobs}.values():
+        if spec["name"] == catalog.REAL:
+            load_split(spec)  # embeds the real data once, here, before any worker needs it
+    paths = [run_path(job.config, job.spec) for job in jobs]
     missing = [i for i, path in enumerate(paths) if paths.index(path) == i and not (path / "metrics.json").is_file()]
     workers = min(parallel_jobs(), len(missing))
     rows: dict[int, dict] = {}
@@ -333,10 +368,9 @@ def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tupl
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: safe under Jupyter and torch
         threads = max(1, usable_cores() // workers)
         with ProcessPoolExecutor(workers, mp_context=context, initializer=limit_threads, initargs=(threads,)) as pool:
-            futures = {i: pool.submit(_train_and_evaluate, *jobs[i], spec, k_factors, probe_ms, False) for i in missing}
+            futures = {i: pool.submit(_train_and_evaluate, jobs[i], False) for i in missing}
             rows = {i: future.result() for i, future in futures.items()}
-    return [rows[i] if i in rows else _train_and_evaluate(method, config, spec, k_factors, probe_ms, progress)
-            for i, (method, config) in enumerate(jobs)]
+    return [rows[i] if i in rows else _train_and_evaluate(job, progress) for i, job in enumerate(jobs)]
 
 
 def parallel_jobs() -> int:
@@ -366,10 +400,9 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _train_and_evaluate(method: Method, config: TrainConfig, spec: dict, k_factors: tuple[float, ...],
-                        probe_ms: tuple[int, ...], progress: bool | None) -> dict:
-    """One grid row: the run of ``config`` (trained once, then cached) and its evaluation."""
-    return _grid_row(cached_run(config, spec, progress=progress), method, k_factors, probe_ms)
+def _train_and_evaluate(job: Job, progress: bool | None) -> dict:
+    """One grid row: the run of the job's config (trained once, then cached) and its evaluation."""
+    return _grid_row(cached_run(job.config, job.spec, progress=progress), job.method, job.k_factors, job.probe_ms)
 
 
 def _grid_row(run: runs.Run, method: Method, k_factors: tuple[float, ...], probe_ms: tuple[int, ...]) -> dict:
@@ -454,27 +487,25 @@ class Grid:
     cells: tuple[Cell, ...]
     methods: tuple[str, ...] = PAPER_METHODS
 
-    def weights(self, cell: Cell) -> dict[str, float]:
-        """The penalty weights of ``cell`` by the rule (trains the cell's sweeps unless cached)."""
-        return chosen_weights(cell.data, cell.rule_k, self.profile, n_latents=cell.n_latents)
+    def sweep_jobs(self) -> list[tuple[Cell, Job]]:
+        """Every run of the cells' weight sweeps (`sweep_jobs`), with its cell."""
+        return [(cell, job) for cell in self.cells
+                for job in sweep_jobs(cell.data, tuple(WEIGHTS), cell.rule_k, self.profile, n_latents=cell.n_latents)]
 
-    def sweep_configs(self) -> list[tuple[Cell, dict, TrainConfig]]:
-        """Every run of the cells' weight sweeps (`sweep_grid`) as (cell, data spec, config)."""
-        methods = [METHODS["baseline"]] + [replace(METHODS[p], weight=w) for p in WEIGHTS
-                                           for w in sweep_weights(self.profile)]
-        return [(cell, grid_spec(cell.data, self.profile),
-                 method.config(cell.rule_k, self.profile.seeds[0], self.profile, n_latents=cell.n_latents))
-                for cell in self.cells for method in methods]
+    def weights(self, sweeps: list[tuple[Cell, dict]]) -> dict[str, dict[str, float]]:
+        """{cell label: {penalty: weight}} that the rule picks from the cells' sweep rows."""
+        return {cell.label: pick_weights([row for c, row in sweeps if c == cell], tuple(WEIGHTS), self.profile)
+                for cell in self.cells}
 
-    def configs(self, weights: dict[str, dict[str, float]] | None = None) -> list[tuple[Cell, dict, TrainConfig]]:
-        """Every run of the grid as (cell, data spec, config), in the order `reproduce` trains them.
+    def jobs(self, weights: dict[str, dict[str, float]] | None = None) -> list[tuple[Cell, Job]]:
+        """Every run of the grid, with its cell, in the order `reproduce` trains them.
 
         ``weights``: {cell label: {penalty: weight}} (from `weights`); without them the methods'
         default weights stand in (enough to count and validate the runs)."""
-        chosen = lambda cell: (weights or {}).get(cell.label, {})  # noqa: E731
-        return [(cell, grid_spec(cell.data, self.profile), method.config(k, seed, self.profile, n_latents=cell.n_latents))
-                for cell in self.cells for method in with_weights([METHODS[n] for n in self.methods], chosen(cell))
-                for k in cell.ks for seed in self.profile.seeds]
+        methods = [METHODS[name] for name in self.methods]
+        return [(cell, job) for cell in self.cells
+                for job in grid_jobs(cell.data, with_weights(methods, (weights or {}).get(cell.label, {})),
+                                     list(cell.ks), profile=self.profile, n_latents=cell.n_latents)]
 
     def fingerprint(self) -> dict:
         """Everything that defines the grid's results (its `grid.json`): the methods' recipes and the

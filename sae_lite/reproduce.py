@@ -29,8 +29,8 @@ from sae_lite import card, runs
 from sae_lite.backbones import BACKBONES
 from sae_lite.data import Dataset
 from sae_lite.errors import SaeLiteError
-from sae_lite.experiments import (METHODS, PAPER_BACKBONES, PAPER_DATASETS, PAPER_EXPANSION, PAPER_KS, PAPER_METHODS,
-                                  PROFILE_SETTINGS, Grid, cache_dir, run_grid, run_path, with_weights)
+from sae_lite.experiments import (PAPER_BACKBONES, PAPER_DATASETS, PAPER_EXPANSION, PAPER_KS, PAPER_METHODS,
+                                  PROFILE_SETTINGS, Grid, cache_dir, run_jobs, run_path)
 from sae_lite.runs import write_atomic
 from sae_lite.train import TrainConfig, train
 
@@ -44,15 +44,18 @@ def reproduce(grid: Grid, out: str | os.PathLike, progress: bool | None = None) 
     summary: ``out``, ``profile``, ``runs``, ``trained`` (how many were not cached) and ``claims``.
     """
     out = Path(out)
-    grid.configs()  # validates every run's settings before anything is written
+    grid.jobs()  # validates every run's settings before anything is written
     claim_out(out, grid.fingerprint())
-    sweeps = _pending(grid.sweep_configs())
-    weights = {cell.label: grid.weights(cell) for cell in grid.cells}  # the rule, per cell (trains the sweeps)
-    configs = grid.configs(weights)
-    pending = sweeps + _pending(configs)
-    print(f"reproduce ({grid.profile.name}): {len(configs)} runs, {pending} trained (weight sweeps included)",
+    sweeps = grid.sweep_jobs()
+    pending = _pending(sweeps)
+    sweep_rows = run_jobs([job for _, job in sweeps], progress)  # every cell's sweeps in one pool
+    weights = grid.weights([(cell, row) for (cell, _), row in zip(sweeps, sweep_rows)])
+    jobs = grid.jobs(weights)
+    pending += _pending(jobs)
+    print(f"reproduce ({grid.profile.name}): {len(jobs)} runs, {pending} trained (weight sweeps included)",
           file=sys.stderr)
-    rows = grid_rows(grid, weights, progress)
+    rows = [{**row, "data": cell.label, "backbone": cell.backbone, "n_latents": cell.n_latents}
+            for (cell, _), row in zip(jobs, run_jobs([job for _, job in jobs], progress))]
     write_stability(rows)
     write_atomic(out / "results.csv", to_csv(rows))
     verdicts = write_claims(out, rows)
@@ -62,9 +65,9 @@ def reproduce(grid: Grid, out: str | os.PathLike, progress: bool | None = None) 
             "weights": weights, "claims": verdicts}
 
 
-def _pending(configs: list) -> int:
-    """How many of the (cell, spec, config) runs are not in the results cache."""
-    unique = {run_path(config, spec) for _, spec, config in configs}
+def _pending(jobs: list) -> int:
+    """How many of the (cell, job) runs are not in the results cache."""
+    unique = {run_path(job.config, job.spec) for _, job in jobs}
     return sum(not (path / "metrics.json").is_file() for path in unique)
 
 
@@ -87,18 +90,6 @@ def claim_out(out: Path, fingerprint: dict) -> None:
         raise SaeLiteError(f"{out} exists and is not a reproduce directory (no grid.json); choose an empty or new --out")
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(saved, json.dumps(fingerprint, indent=2) + "\n")
-
-
-def grid_rows(grid: Grid, weights: dict[str, dict[str, float]], progress: bool | None = None) -> list[dict]:
-    """One row per run (see `experiments.run_grid`), ``data`` named by the cell's label, plus its backbone;
-    each cell's penalties at ``weights[cell.label]`` (`Grid.weights`)."""
-    rows = []
-    for cell in grid.cells:
-        methods = with_weights([METHODS[name] for name in grid.methods], weights[cell.label])
-        for row in run_grid(cell.data, methods, list(cell.ks), profile=grid.profile, progress=progress,
-                            n_latents=cell.n_latents):
-            rows.append({**row, "data": cell.label, "backbone": cell.backbone, "n_latents": cell.n_latents})
-    return rows
 
 
 def group_rows(rows: list[dict], by: tuple[str, ...]) -> dict[tuple, list[dict]]:

@@ -60,7 +60,7 @@ data_dir = os.environ.get("SAE_LITE_PAPER_DATA") if profile.name == "paper" else
 grid = experiments.grid(profile.name, data_dir)
 for cell in grid.cells:
     print(f"{cell.label}: k {cell.ks}, {cell.n_latents} latents")
-print(f"{len(grid.methods)} methods x {len(profile.seeds)} seed(s): {len(grid.configs())} runs")"""),
+print(f"{len(grid.methods)} methods x {len(profile.seeds)} seed(s): {len(grid.jobs())} runs")"""),
     ("md", """## Running it
 
 The chapter calls the function behind the command. On the command line the same grid is
