@@ -1,6 +1,6 @@
 import pytest
 
-from sae_lite.study import grids, weights
+from sae_lite.study import grids, runner, weights
 from sae_lite.study.profiles import PROFILE_SETTINGS
 from sae_lite.study.weights import rule_weight
 
@@ -40,35 +40,35 @@ def test_one_setting_chooses_the_data(monkeypatch):
     assert grids.data_name() == "digits"
 
 
-def fake_run_grid(calls: list):
-    """A stand-in for run_grid that records its calls; a penalty's R^2 is 0.9 - weight (the rule then
-    picks 0.001 from the quick sweep: 0.01 already costs more than the tolerance)."""
-    def run_grid(data, methods, ks, **kw):
-        calls.append((data, [m.name for m in methods], ks, kw.get("seeds")))
-        return [{"method": m.name, "penalty": m.penalty, "masked": m.masked, "weight": m.weight, "k": k,
-                 "r2_vw": 0.9 - m.weight} for m in methods for k in ks]
-    return run_grid
+def fake_run_jobs(calls: list):
+    """A stand-in for run_jobs that records each call's (data, methods, seeds); a penalty's R^2 is
+    0.9 - weight (the rule then picks 0.001 from the quick sweep: 0.01 already costs more than the tolerance)."""
+    def run_jobs(jobs, progress=None):
+        calls.append((jobs[0].spec["name"], [job.method.name for job in jobs], {job.config.seed for job in jobs}))
+        return [{"method": job.method.name, "penalty": job.method.penalty, "masked": job.method.masked,
+                 "weight": job.method.weight, "k": job.config.k, "r2_vw": 0.9 - job.method.weight} for job in jobs]
+    return run_jobs
 
 
 @pytest.mark.parametrize("name", ["core", "sweep", "mask"])
 def test_grids_share_configurations(name, monkeypatch):
     """Every grid trains through run_grid, so the same configuration is one cache entry."""
     calls = []
-    monkeypatch.setattr(grids, "run_grid", fake_run_grid(calls))
-    monkeypatch.setattr(weights, "run_grid", fake_run_grid(calls))  # the sweeps
+    monkeypatch.setattr(runner, "run_jobs", fake_run_jobs(calls))    # the grids
+    monkeypatch.setattr(weights, "run_jobs", fake_run_jobs(calls))   # the sweeps
     rows = grids.sweep("ratio") if name == "sweep" else getattr(grids, name)()
     assert rows and all(call[0] == "planted" for call in calls)
     if name == "mask":
         assert {r["variant"] for r in rows} == {"offsupport, mask", "ratio, mask", "offsupport, no mask", "ratio, no mask"}
     if name == "sweep":
-        assert calls[0][3] == (0,)
+        assert calls[0][2] == {0}
 
 
 @pytest.mark.parametrize("name", ["core", "mask", "adaptive"])
 def test_chapters_train_each_penalty_at_the_weight_the_rule_picks(name, monkeypatch):
     calls = []
-    monkeypatch.setattr(grids, "run_grid", fake_run_grid(calls))
-    monkeypatch.setattr(weights, "run_grid", fake_run_grid(calls))  # the sweeps
+    monkeypatch.setattr(runner, "run_jobs", fake_run_jobs(calls))    # the grids
+    monkeypatch.setattr(weights, "run_jobs", fake_run_jobs(calls))   # the sweeps
     assert grids.weights() == {"offsupport": 0.001, "ratio": 0.001}
     rows = getattr(grids, name)()
     penalised = [row for row in rows if row["penalty"] != "none"]
@@ -77,12 +77,12 @@ def test_chapters_train_each_penalty_at_the_weight_the_rule_picks(name, monkeypa
 
 def test_a_chapter_trains_only_the_sweeps_of_the_penalties_it_shows(monkeypatch):
     calls = []
-    monkeypatch.setattr(grids, "run_grid", fake_run_grid(calls))
-    monkeypatch.setattr(weights, "run_grid", fake_run_grid(calls))  # the sweeps
+    monkeypatch.setattr(runner, "run_jobs", fake_run_jobs(calls))    # the grids
+    monkeypatch.setattr(weights, "run_jobs", fake_run_jobs(calls))   # the sweeps
     rows = grids.pair("ratio")
     assert {r["method"] for r in rows} == {"baseline", "ratio"}
-    swept = {name for _, names, _, _ in calls for name in names if name != "baseline"}
+    swept = {name for _, names, _ in calls for name in names if name != "baseline"}
     assert swept == {"ratio"}                      # no off-support sweep for a chapter on the ratio
     calls.clear()
     grids.baseline()
-    assert all(names == ["baseline"] for _, names, _, _ in calls)   # the baseline needs no sweep at all
+    assert all(set(names) == {"baseline"} for _, names, _ in calls)   # the baseline needs no sweep at all

@@ -153,7 +153,7 @@ def test_paper_grid_from_a_complete_store_layout(tmp_path):
     assert [cell.label for cell in grid.cells][:2] == ["imagenet-1k/clip-vit-l-14", "imagenet-1k/siglip2"]
     assert {cell.ks for cell in grid.cells} == {(32, 64, 128)} and grid.profile.seeds == (0, 1, 2)
     assert {cell.n_latents for cell in grid.cells} == {paper.PAPER_EXPANSION * 32}
-    assert len(grid.configs()) == 270  # 6 stores x 3 k x the paper's 5 methods x 3 seeds
+    assert len(grid.jobs()) == 270  # 6 stores x 3 k x the paper's 5 methods x 3 seeds
     assert grid.methods == ("baseline", "offsupport", "ratio", "offsupport-nomask", "ratio-nomask")
     assert paper.grid("default").methods == paper.grid("quick").methods == grid.methods
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,8 @@ from sae_lite.data.embed import check_backbone
 from sae_lite.errors import SaeLiteError
 from sae_lite.study.methods import METHODS, PAPER_METHODS, WEIGHTS, with_weights
 from sae_lite.study.profiles import PROFILE_SETTINGS, PROFILES, REAL_LATENTS, Profile
-from sae_lite.study.runner import grid_spec
-from sae_lite.study.weights import TOLERANCE, chosen_weights, sweep_weights
+from sae_lite.study.runner import Job, grid_jobs
+from sae_lite.study.weights import TOLERANCE, pick_weights, sweep_jobs, sweep_weights
 
 #: The published grid ("Beyond the Hard Budget", Jacquier, Vakalopoulou, Hosseini 2026, arXiv:2606.27321):
 #: two datasets x three backbones x k in {32, 64, 128}, three seeds.
@@ -46,7 +46,7 @@ class Cell:
     """One data set of a grid and the training budgets k it is trained at."""
 
     label: str                # how tables name it: "planted", "imagenet-1k/clip-vit-l-14", ...
-    data: str                 # a data name (planted, digits) or the directory of an embedding store
+    data: str                 # a data name (planted, fashion-mnist, ...) or the directory of an embedding store
     ks: tuple[int, ...]
     n_latents: int = 512
     backbone: str = "none"
@@ -66,27 +66,25 @@ class Grid:
     cells: tuple[Cell, ...]
     methods: tuple[str, ...] = PAPER_METHODS
 
-    def weights(self, cell: Cell) -> dict[str, float]:
-        """The penalty weights of ``cell`` by the rule (trains the cell's sweeps unless cached)."""
-        return chosen_weights(cell.data, cell.rule_k, self.profile, n_latents=cell.n_latents)
+    def sweep_jobs(self) -> list[tuple[Cell, Job]]:
+        """Every run of the cells' weight sweeps (`sae_lite.study.weights.sweep_jobs`), with its cell."""
+        return [(cell, job) for cell in self.cells
+                for job in sweep_jobs(cell.data, tuple(WEIGHTS), cell.rule_k, self.profile, n_latents=cell.n_latents)]
 
-    def sweep_configs(self) -> list[tuple[Cell, dict, TrainConfig]]:
-        """Every run of the cells' weight sweeps (`sweep_grid`) as (cell, data spec, config)."""
-        methods = [METHODS["baseline"]] + [replace(METHODS[p], weight=w) for p in WEIGHTS
-                                           for w in sweep_weights(self.profile)]
-        return [(cell, grid_spec(cell.data, self.profile),
-                 method.config(cell.rule_k, self.profile.seeds[0], self.profile, n_latents=cell.n_latents))
-                for cell in self.cells for method in methods]
+    def weights(self, sweeps: list[tuple[Cell, dict]]) -> dict[str, dict[str, float]]:
+        """{cell label: {penalty: weight}} that the rule picks from the cells' sweep rows."""
+        return {cell.label: pick_weights([row for c, row in sweeps if c == cell], tuple(WEIGHTS), self.profile)
+                for cell in self.cells}
 
-    def configs(self, weights: dict[str, dict[str, float]] | None = None) -> list[tuple[Cell, dict, TrainConfig]]:
-        """Every run of the grid as (cell, data spec, config), in the order `reproduce` trains them.
+    def jobs(self, weights: dict[str, dict[str, float]] | None = None) -> list[tuple[Cell, Job]]:
+        """Every run of the grid, with its cell, in the order `sae_lite.study.reproduce` trains them.
 
         ``weights``: {cell label: {penalty: weight}} (from `weights`); without them the methods'
         default weights stand in (enough to count and validate the runs)."""
-        chosen = lambda cell: (weights or {}).get(cell.label, {})  # noqa: E731
-        return [(cell, grid_spec(cell.data, self.profile), method.config(k, seed, self.profile, n_latents=cell.n_latents))
-                for cell in self.cells for method in with_weights([METHODS[n] for n in self.methods], chosen(cell))
-                for k in cell.ks for seed in self.profile.seeds]
+        methods = [METHODS[name] for name in self.methods]
+        return [(cell, job) for cell in self.cells
+                for job in grid_jobs(cell.data, with_weights(methods, (weights or {}).get(cell.label, {})),
+                                     list(cell.ks), profile=self.profile, n_latents=cell.n_latents)]
 
     def fingerprint(self) -> dict:
         """Everything that defines the grid's results (its `grid.json`): the methods' recipes and the
@@ -98,10 +96,11 @@ class Grid:
                                 "seed": self.profile.seeds[0], "k": "each cell's middle k"}}
 
 
-#: quick/default: the planted data, digits and the real data (Fashion-MNIST through EfficientNet-Lite0)
-#: at the book's k = 16, so the runs are shared with the chapters through the cache; default's three
-#: seeds give the spread of every number.
-SMALL_CELLS = (Cell("planted", "planted", (16,)), Cell("digits", "digits", (16,)),
+#: quick/default: the planted data (the lab, with ground truth) and the real data (Fashion-MNIST through
+#: EfficientNet-Lite0) at the book's k = 16, so the runs are shared with the chapters through the cache;
+#: default's three seeds give the spread of every number. (Digits, raw 8x8 pixels, stood in for real
+#: data until the real embeddings came; they left the grid so that chapter 9 runs alone in minutes.)
+SMALL_CELLS = (Cell("planted", "planted", (16,)),
                Cell(catalog.REAL, catalog.REAL, (16,), n_latents=REAL_LATENTS, backbone=catalog.REAL_BACKBONE))
 
 
@@ -112,7 +111,7 @@ def grid(profile: str, data_dir: str | os.PathLike | None = None) -> Grid:
     if profile != "paper":
         if data_dir is not None:
             raise SaeLiteError(f"--data is for the paper profile only; the {profile} profile trains on planted "
-                               "data and digits (drop --data or use --profile paper)")
+                               "and real data (drop --data or use --profile paper)")
         return Grid(PROFILE_SETTINGS[profile], SMALL_CELLS)
     if data_dir is None:
         raise SaeLiteError("the paper profile needs --data DIR holding <dataset>/<backbone>/ embedding stores "

@@ -50,7 +50,7 @@ class Profile:
 #: The real data of the book (`RealData`): Fashion-MNIST images at this input size, this many latents.
 REAL_RESOLUTION = 96
 REAL_LATENTS = 1024
-_REAL = RealData(images=6000, resolution=REAL_RESOLUTION, n_latents=REAL_LATENTS, steps=300, batch_size=256, lr=1e-3)
+_REAL = RealData(images=4000, resolution=REAL_RESOLUTION, n_latents=REAL_LATENTS, steps=250, batch_size=256, lr=1e-3)
 
 PROFILE_SETTINGS = {
     "quick": Profile("quick", steps=600, seeds=(0,), n_planted=4096,

@@ -28,10 +28,9 @@ from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import card, runs
 from sae_lite.files import write_atomic, write_json
 from sae_lite.study import claims
-from sae_lite.study.methods import METHODS, with_weights
 from sae_lite.study.paper import Grid
 from sae_lite.study.results import run_path
-from sae_lite.study.runner import run_grid
+from sae_lite.study.runner import run_jobs
 
 RECIPE = ("data", "backbone", "method", "penalty", "weight", "masked", "auxk", "activation", "n_latents", "k", "seed")
 
@@ -49,15 +48,18 @@ def reproduce(grid: Grid, out: str | os.PathLike, progress: bool | None = None) 
     ``progress``: show each training's progress bar (None: as `sae_lite.core.train.train` decides).
     """
     out = Path(out)
-    grid.configs()  # validates every run's settings before anything is written
+    grid.jobs()  # validates every run's settings before anything is written
     claim_out(out, grid.fingerprint())
-    sweeps = _pending(grid.sweep_configs())
-    weights = {cell.label: grid.weights(cell) for cell in grid.cells}  # the rule, per cell (trains the sweeps)
-    configs = grid.configs(weights)
-    pending = sweeps + _pending(configs)
-    print(f"reproduce ({grid.profile.name}): {len(configs)} runs, {pending} trained (weight sweeps included)",
+    sweeps = grid.sweep_jobs()
+    pending = _pending(sweeps)
+    sweep_rows = run_jobs([job for _, job in sweeps], progress)  # every cell's sweeps in one pool
+    weights = grid.weights([(cell, row) for (cell, _), row in zip(sweeps, sweep_rows)])
+    jobs = grid.jobs(weights)
+    pending += _pending(jobs)
+    print(f"reproduce ({grid.profile.name}): {len(jobs)} runs, {pending} trained (weight sweeps included)",
           file=sys.stderr)
-    rows = grid_rows(grid, weights, progress)
+    rows = [{**row, "data": cell.label, "backbone": cell.backbone, "n_latents": cell.n_latents}
+            for (cell, _), row in zip(jobs, run_jobs([job for _, job in jobs], progress))]
     write_stability(rows)
     write_atomic(out / "results.csv", to_csv(rows))
     verdicts = write_claims(out, rows)
@@ -67,9 +69,9 @@ def reproduce(grid: Grid, out: str | os.PathLike, progress: bool | None = None) 
     return Reproduction(summary, rows)
 
 
-def _pending(configs: list) -> int:
-    """How many of the (cell, spec, config) runs are not in the results cache."""
-    unique = {run_path(config, spec) for _, spec, config in configs}
+def _pending(jobs: list) -> int:
+    """How many of the (cell, job) runs are not in the results cache."""
+    unique = {run_path(job.config, job.spec) for _, job in jobs}
     return sum(not (path / "metrics.json").is_file() for path in unique)
 
 
@@ -92,18 +94,6 @@ def claim_out(out: Path, fingerprint: dict) -> None:
         raise SaeLiteError(f"{out} exists and is not a reproduce directory (no grid.json); choose an empty or new --out")
     out.mkdir(parents=True, exist_ok=True)
     write_json(saved, fingerprint)
-
-
-def grid_rows(grid: Grid, weights: dict[str, dict[str, float]], progress: bool | None = None) -> list[dict]:
-    """One row per run (see `sae_lite.study.runner.run_grid`), ``data`` named by the cell's label, plus its backbone;
-    each cell's penalties at ``weights[cell.label]`` (`Grid.weights`)."""
-    rows = []
-    for cell in grid.cells:
-        methods = with_weights([METHODS[name] for name in grid.methods], weights[cell.label])
-        for row in run_grid(cell.data, methods, list(cell.ks), profile=grid.profile, progress=progress,
-                            n_latents=cell.n_latents):
-            rows.append({**row, "data": cell.label, "backbone": cell.backbone, "n_latents": cell.n_latents})
-    return rows
 
 
 def group_rows(rows: list[dict], by: tuple[str, ...]) -> dict[tuple, list[dict]]:

@@ -8,8 +8,10 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from sae_lite.core.config import TrainConfig
 from sae_lite.data import catalog
@@ -41,6 +43,27 @@ def data_overrides(spec: dict, profile: Profile | None = None) -> dict:
     return (profile or active_profile()).real.overrides() if spec["name"] == catalog.REAL else {}
 
 
+class Job(NamedTuple):
+    """One run of a grid and how its row is evaluated (see `run_grid`)."""
+
+    method: Method
+    config: TrainConfig
+    spec: dict
+    k_factors: tuple[float, ...] = (0.25, 0.5, 1, 2, 4)
+    probe_ms: tuple[int, ...] = (1, 2, 4, 8)
+
+
+def grid_jobs(data: str | dict, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,
+              profile: Profile | None = None, k_factors: tuple[float, ...] = (0.25, 0.5, 1, 2, 4),
+              probe_ms: tuple[int, ...] = (1, 2, 4, 8), **overrides) -> list[Job]:
+    """Every method x k x seed of a grid on ``data`` as a `Job` (``overrides`` go to every `TrainConfig`)."""
+    profile = profile or active_profile()
+    spec = grid_spec(data, profile)
+    overrides = {**data_overrides(spec, profile), **overrides}
+    return [Job(method, method.config(k, seed, profile, **overrides), spec, tuple(k_factors), tuple(probe_ms))
+            for method in methods for k in ks for seed in (profile.seeds if seeds is None else seeds)]
+
+
 def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,
              profile: Profile | None = None, k_factors: tuple[float, ...] = (0.25, 0.5, 1, 2, 4),
              probe_ms: tuple[int, ...] = (1, 2, 4, 8), progress: bool | None = None, **overrides) -> list[dict]:
@@ -52,26 +75,26 @@ def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tupl
     truncated linear probe keeping the top-m activations (when the data has single labels), and ``path``.
     ``overrides`` go to every `TrainConfig` (e.g. ``n_latents``).
     """
-    profile = profile or active_profile()
-    spec = grid_spec(data, profile)
-    if spec["name"] == catalog.REAL:
-        load_split(spec)  # embeds the real data once, here, before any worker needs it
-    overrides = {**data_overrides(spec, profile), **overrides}
-    jobs = [(method, method.config(k, seed, profile, **overrides)) for method in methods for k in ks
-            for seed in (profile.seeds if seeds is None else seeds)]
-    paths = [run_path(config, spec) for _, config in jobs]
+    return run_jobs(grid_jobs(data, methods, ks, seeds, profile, k_factors, probe_ms, **overrides), progress)
+
+
+def run_jobs(jobs: list[Job], progress: bool | None = None) -> list[dict]:
+    """The row of every job, in order: uncached runs train side by side in worker processes (see
+    `parallel_jobs`; jobs of several grids and data sets share one pool), cached ones are loaded."""
+    for spec in {json.dumps(job.spec, sort_keys=True): job.spec for job in jobs}.values():
+        if spec["name"] == catalog.REAL:
+            load_split(spec)  # embeds the real data once, here, before any worker needs it
+    paths = [run_path(job.config, job.spec) for job in jobs]
     missing = [i for i, path in enumerate(paths) if paths.index(path) == i and not (path / "metrics.json").is_file()]
     workers = min(parallel_jobs(), len(missing))
     rows: dict[int, dict] = {}
     if workers > 1:  # train the missing runs side by side; cached ones are only loaded, below
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: safe under Jupyter and torch
         threads = max(1, usable_cores() // workers)
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
-                                 initargs=(threads,)) as pool:
-            futures = {i: pool.submit(_train_and_evaluate, *jobs[i], spec, k_factors, probe_ms, False) for i in missing}
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=limit_threads, initargs=(threads,)) as pool:
+            futures = {i: pool.submit(_train_and_evaluate, jobs[i], False) for i in missing}
             rows = {i: future.result() for i, future in futures.items()}
-    return [rows[i] if i in rows else _train_and_evaluate(method, config, spec, k_factors, probe_ms, progress)
-            for i, (method, config) in enumerate(jobs)]
+    return [rows[i] if i in rows else _train_and_evaluate(job, progress) for i, job in enumerate(jobs)]
 
 
 def parallel_jobs() -> int:
@@ -87,15 +110,21 @@ def parallel_jobs() -> int:
     return int(value)
 
 
+def limit_threads(threads: int) -> None:
+    """Let this process use ``threads`` threads, in torch and in the BLAS and OpenMP pools numpy and
+    scikit-learn use (a worker without the BLAS limit made a run 1.5x slower on two busy cores)."""
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+
+
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity where the system tells it)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _train_and_evaluate(method: Method, config: TrainConfig, spec: dict, k_factors: tuple[float, ...],
-                        probe_ms: tuple[int, ...], progress: bool | None) -> dict:
-    """One grid row: the run of ``config`` (trained once, then cached) and its evaluation."""
-    return _grid_row(cached_run(config, spec, progress=progress), method, k_factors, probe_ms)
+def _train_and_evaluate(job: Job, progress: bool | None) -> dict:
+    """One grid row: the run of the job's config (trained once, then cached) and its evaluation."""
+    return _grid_row(cached_run(job.config, job.spec, progress=progress), job.method, job.k_factors, job.probe_ms)
 
 
 def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: tuple[int, ...]) -> dict:

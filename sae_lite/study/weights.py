@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from sae_lite.study.methods import METHODS, WEIGHTS
 from sae_lite.study.profiles import Profile, active_profile
-from sae_lite.study.runner import run_grid
+from sae_lite.study.runner import Job, grid_jobs, run_jobs
 
 #: The largest test-R^2 drop that counts as "no reconstruction cost": the tolerance of the weight rule
 #: (`rule_weight`) and of the claims' "no cost" parts (`sae_lite.study.claims`).
@@ -31,12 +31,29 @@ def sweep_weights(profile: Profile | None = None) -> tuple[float, ...]:
     return (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
 
-def sweep_grid(data: str | dict, penalty: str, k: int, profile: Profile | None = None, **overrides) -> list[dict]:
-    """The baseline and ``penalty`` at each weight of `sweep_weights`, at training budget ``k``, on the
-    profile's first seed (rows of `run_grid`; ``overrides`` go to every `TrainConfig`)."""
+def sweep_jobs(data: str | dict, penalties: tuple[str, ...], k: int, profile: Profile | None = None,
+               **overrides) -> list[Job]:
+    """The baseline and each of ``penalties`` at each weight of `sweep_weights`, at training budget ``k``,
+    on the profile's first seed, as `Job` s (``overrides`` go to every `TrainConfig`). No probes: the
+    rule reads R^2 only (a run a grid shares gets its probes when the grid asks for them)."""
     profile = profile or active_profile()
-    methods = [METHODS["baseline"]] + [replace(METHODS[penalty], weight=w) for w in sweep_weights(profile)]
-    return run_grid(data, methods, [k], seeds=profile.seeds[:1], profile=profile, progress=False, **overrides)
+    methods = [METHODS["baseline"]] + [replace(METHODS[p], weight=w) for p in penalties for w in sweep_weights(profile)]
+    return grid_jobs(data, methods, [k], seeds=profile.seeds[:1], profile=profile, probe_ms=(), **overrides)
+
+
+def sweep_grid(data: str | dict, penalty: str, k: int, profile: Profile | None = None, **overrides) -> list[dict]:
+    """The rows of the baseline and ``penalty`` at each weight of `sweep_weights` (see `sweep_jobs`)."""
+    return run_jobs(sweep_jobs(data, (penalty,), k, profile, **overrides), progress=False)
+
+
+def pick_weights(rows: list[dict], penalties: tuple[str, ...], profile: Profile | None = None) -> dict[str, float]:
+    """{penalty: the weight `rule_weight` picks} from sweep rows holding the baseline and each penalty;
+    the smallest weight of the sweep when none keeps R^2 within the tolerance."""
+    picked = {}
+    for penalty in penalties:
+        weight = rule_weight([r for r in rows if r["method"] == "baseline" or r["penalty"] == penalty])
+        picked[penalty] = weight if weight is not None else min(sweep_weights(profile))
+    return picked
 
 
 def rule_weight(rows: list[dict], tolerance: float = TOLERANCE) -> float | None:
@@ -58,10 +75,6 @@ def rule_weight(rows: list[dict], tolerance: float = TOLERANCE) -> float | None:
 def chosen_weights(data: str | dict, k: int, profile: Profile | None = None, penalties: tuple[str, ...] = tuple(WEIGHTS),
                    **overrides) -> dict[str, float]:
     """{penalty: weight} that the rule picks on ``data`` at training budget ``k`` for each of ``penalties``
-    (`rule_weight` over `sweep_grid`; the sweeps are trained once, then cached). When no weight of a
-    sweep keeps R^2 within the tolerance, the smallest weight of the sweep is used."""
-    picked = {}
-    for penalty in penalties:
-        weight = rule_weight(sweep_grid(data, penalty, k, profile, **overrides))
-        picked[penalty] = weight if weight is not None else min(sweep_weights(profile))
-    return picked
+    (`pick_weights` over one sweep of them all; the sweeps are trained once, then cached)."""
+    return pick_weights(run_jobs(sweep_jobs(data, penalties, k, profile, **overrides), progress=False), penalties,
+                        profile)
