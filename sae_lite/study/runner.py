@@ -85,7 +85,8 @@ def run_jobs(jobs: list[Job], progress: bool | None = None) -> list[dict]:
         if spec["name"] == catalog.REAL:
             load_split(spec)  # embeds the real data once, here, before any worker needs it
     paths = [run_path(job.config, job.spec) for job in jobs]
-    missing = [i for i, path in enumerate(paths) if paths.index(path) == i and not (path / "metrics.json").is_file()]
+    # a run to train, or a trained one still to evaluate as its row needs (probes a sweep skipped)
+    missing = [i for i, path in enumerate(paths) if paths.index(path) == i and not _done(jobs[i], path)]
     workers = min(parallel_jobs(), len(missing))
     rows: dict[int, dict] = {}
     if workers > 1:  # train the missing runs side by side; cached ones are only loaded, below
@@ -127,10 +128,32 @@ def _train_and_evaluate(job: Job, progress: bool | None) -> dict:
     return _grid_row(cached_run(job.config, job.spec, progress=progress), job.method, job.k_factors, job.probe_ms)
 
 
+def _evaluation_plan(config: TrainConfig, k_factors: tuple[float, ...], probe_ms: tuple[int, ...]) -> tuple[dict, list]:
+    """({f: k'} of the k-sweep, [m] of the probes) that a row of a run of ``config`` reports."""
+    ks = {f: max(1, round(f * config.k)) for f in k_factors if round(f * config.k) < config.n_latents}
+    return ks, [m for m in probe_ms if m <= config.k]
+
+
+def _evaluated(path: Path, ks: list[int], ms: list[int]) -> dict | None:
+    """The run's evaluation.json when it covers the k' ``ks`` and the probes ``ms``, else None."""
+    saved = Path(path) / "evaluation.json"
+    if not saved.is_file():
+        return None
+    evaluation = json.loads(saved.read_text())
+    probes = evaluation.get("probe_by_m", {})
+    probed = "probe_skipped" in evaluation or all(str(m) in probes for m in ms)
+    return evaluation if all(str(k) in evaluation["r2_by_k"] for k in ks) and probed else None
+
+
+def _done(job: Job, path: Path) -> bool:
+    """True when the job's run is trained and evaluated as its row needs (nothing for a worker to do)."""
+    ks, ms = _evaluation_plan(job.config, job.k_factors, job.probe_ms)
+    return (path / "metrics.json").is_file() and _evaluated(path, sorted(set(ks.values())), ms) is not None
+
+
 def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: tuple[int, ...]) -> dict:
     k = run.config.k
-    ks = {f: max(1, round(f * k)) for f in k_factors if round(f * k) < run.sae.n_latents}
-    ms = [m for m in probe_ms if m <= k]
+    ks, ms = _evaluation_plan(run.config, k_factors, probe_ms)
     evaluation = _cached_evaluation(run.path, sorted(set(ks.values())), ms)
     row = {"data": run.data["name"], "method": method.name, "penalty": method.penalty, "weight": method.weight,
            "masked": method.masked, "auxk": method.auxk, "activation": method.activation, "k": k,
@@ -143,11 +166,4 @@ def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: 
 
 def _cached_evaluation(path: Path, ks: list[int], ms: list[int]) -> dict:
     """``evaluate_run`` for these k' and m, reusing evaluation.json when it already covers them."""
-    saved = Path(path) / "evaluation.json"
-    if saved.is_file():
-        evaluation = json.loads(saved.read_text())
-        probes = evaluation.get("probe_by_m", {})
-        probed = "probe_skipped" in evaluation or all(str(m) in probes for m in ms)
-        if all(str(k) in evaluation["r2_by_k"] for k in ks) and probed:
-            return evaluation
-    return evaluate_run(path, ks=ks, ms=ms)
+    return _evaluated(path, ks, ms) or evaluate_run(path, ks=ks, ms=ms)
