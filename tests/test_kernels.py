@@ -9,7 +9,7 @@ from sae_lite import SaeLiteError
 from sae_lite.core import kernels, penalties, sparsity
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.sae import SAE
-from sae_lite.core.train import loss_function, make_optimizer, train, train_step
+from sae_lite.core.train import check, loss_function, make_optimizer, train, train_step
 
 D, N, K, B = 24, 96, 6, 64
 CASES = {
@@ -101,8 +101,9 @@ def test_backend_is_validated(monkeypatch):
         TrainConfig(backend="fast")
     monkeypatch.setitem(sparsity.SELECTIONS, "abstopk", sparsity.topk)  # any rule the kernels do not implement
     TrainConfig(activation="abstopk")
+    config = TrainConfig(activation="abstopk", backend="sparse")   # the backend is asked when training starts
     with pytest.raises(SaeLiteError, match="use --backend dense"):
-        TrainConfig(activation="abstopk", backend="sparse")
+        check(config)
 
 
 @pytest.mark.parametrize("name", ["offsupport", "ratio"])
@@ -123,4 +124,4 @@ def test_closed_form_penalty_gradients_match_autograd(name):
 def test_sparse_backend_refuses_a_penalty_it_lacks(monkeypatch):
     monkeypatch.setitem(penalties.PENALTIES, "l0", penalties.no_penalty)
     with pytest.raises(SaeLiteError, match="implements the penalties"):
-        TrainConfig(penalty="l0", weight=0.1, backend="sparse")
+        check(TrainConfig(penalty="l0", weight=0.1, backend="sparse"))

@@ -10,7 +10,7 @@ import torch
 from sae_lite.book import diagnostics, findings, plots
 from sae_lite.data import catalog, fashion_mnist
 from sae_lite.errors import SaeLiteError
-from sae_lite.evaluation import metrics
+from sae_lite.evaluation import probes
 from sae_lite.evaluation.runs import load_run
 from sae_lite.study import claims, results, runner
 from sae_lite.study.methods import METHODS
@@ -96,7 +96,7 @@ def test_linear_probe_separates_separable_classes():
     rng = np.random.default_rng(0)
     y = np.arange(200) % 2
     x = rng.standard_normal((200, 5)) + 4 * y[:, None]
-    assert metrics.linear_probe(x[:150], y[:150], x[150:], y[150:])["test"] == 1.0
+    assert probes.linear_probe(x[:150], y[:150], x[150:], y[150:])["test"] == 1.0
 
 
 def rows(data: str, gain: float, dead_nomask: float) -> list[dict]:

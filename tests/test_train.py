@@ -96,7 +96,7 @@ def test_device_choice():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
     if not torch.cuda.is_available():
-        with pytest.raises(SaeLiteError, match="CUDA is not available"):
+        with pytest.raises(SaeLiteError, match="sees no CUDA GPU"):
             resolve_device("cuda")
     with pytest.raises(SaeLiteError, match="unknown device"):
         resolve_device("tpu")
