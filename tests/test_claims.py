@@ -109,3 +109,10 @@ def test_boxes_are_myst_admonitions():
     assert "| probe_m1 | 16 | ratio | baseline |" in text
     measured = boxes.measured_markdown({"n": 3, "r2_mean": 0.8, "r2_std": 0.01}, "baseline")
     assert "| r2 | 0.800 ± 0.010 |" in measured and "3 seed(s)" in measured
+
+
+def test_a_box_without_results_is_refused():
+    # rows without the claim's treatment: an empty box would render as a Sphinx error, not as a claim
+    rows = [r for r in probing_rows([0.6] * 3, [0.6] * 3, [0.6] * 3) if r["method"] != "ratio"]
+    with pytest.raises(ValueError, match="no claim could be judged"):
+        boxes.box(evaluate_claims(rows, PROBING))

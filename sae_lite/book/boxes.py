@@ -6,7 +6,13 @@ from sae_lite.study.claims import to_markdown
 
 
 def box(results: list[dict], title: str = "What the paper claims / what we measured") -> str:
-    """`to_markdown` inside a MyST admonition: the chapters' claim box (rendered by the book)."""
+    """`to_markdown` inside a MyST admonition: the chapters' claim box (rendered by the book).
+
+    Raises ``ValueError`` on no results: the rows held none of the claim's (treatment, control) pairs,
+    and an empty box would be a silent hole in the chapter (and a Sphinx error in the book).
+    """
+    if not results:
+        raise ValueError("no claim could be judged: the rows hold none of its (treatment, control) pairs")
     return f":::{{admonition}} {title}\n:class: important\n\n{to_markdown(results)}\n:::\n"
 
 
