@@ -15,10 +15,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from sae_lite.errors import SaeLiteError
 
@@ -74,6 +77,29 @@ def load_npy(path: str | os.PathLike, fix: str, mmap: bool = False) -> np.ndarra
         raise damaged(path, f"has {size} bytes but its header ({dtype} {shape}) needs {expected}: "
                             f"{'truncated' if size < expected else 'trailing bytes'}", fix)
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def load_tensors(path: str | os.PathLike, fix: str, expected: Mapping[str, torch.Tensor],
+                 optional: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``path``, checked to have the names, shapes and dtypes of
+    ``expected`` (e.g. a freshly built model's ``state_dict()``; names starting with a prefix in
+    ``optional`` may be absent), or a `damaged` error saying ``fix``."""
+    path = Path(path)
+    if not path.is_file():
+        raise damaged(path, "is missing", fix)
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise damaged(path, f"is not a readable safetensors file ({error})", fix) from None
+    unknown = sorted(tensors.keys() - expected.keys())
+    absent = sorted(name for name in expected.keys() - tensors.keys() if not name.startswith(optional))
+    if unknown or absent:
+        raise damaged(path, f"holds other tensors than expected (differs in: {', '.join(unknown + absent)})", fix)
+    for name, value in tensors.items():
+        if value.shape != expected[name].shape or value.dtype != expected[name].dtype:
+            raise damaged(path, f"holds {name} as {value.dtype} {tuple(value.shape)}, but "
+                                f"{expected[name].dtype} {tuple(expected[name].shape)} is expected", fix)
+    return tensors
 
 
 def write_atomic(path: str | os.PathLike, content: str | bytes | Callable[[Path], None]) -> Path:

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from sae_lite import __version__
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.sae import SAE
 from sae_lite.errors import SaeLiteError
-from sae_lite.files import damaged, read_json, write_dir, write_json
+from sae_lite.files import damaged, load_tensors, read_json, write_dir, write_json
 
 
 class Run(NamedTuple):
@@ -75,7 +74,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
         sae = SAE(**meta["sae"])  # d, n_latents, k, activation and the rule's own settings (`SAE.config`)
     except (TypeError, ValueError) as error:
         raise damaged(config_file, f"describes no valid run ({error})", RETRAIN) from None
-    sae.load_state_dict(load_weights(path / "sae.safetensors", sae.state_dict(), RETRAIN))
+    sae.load_state_dict(load_tensors(path / "sae.safetensors", RETRAIN, sae.state_dict()))
     metrics = read_json(path / "metrics.json", RETRAIN)
     if (path / "history.json").exists():
         load_history(path)
@@ -84,25 +83,6 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
 
 #: What to do about a damaged run directory.
 RETRAIN = "the run directory is damaged: delete it and train again (`python -m sae_lite train ... --out RUN --overwrite`)"
-
-
-def load_weights(file: Path, expected: dict[str, torch.Tensor], fix: str) -> dict[str, torch.Tensor]:
-    """The tensors of the safetensors ``file``, checked to have exactly the names, shapes and dtypes of
-    ``expected`` (e.g. a freshly built model's ``state_dict()``); a damaged file raises SaeLiteError."""
-    if not file.is_file():
-        raise damaged(file, "is missing", fix)
-    try:
-        tensors = load_file(file)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise damaged(file, f"is not a readable safetensors file ({error})", fix) from None
-    if tensors.keys() != expected.keys():
-        names = sorted(tensors.keys() ^ expected.keys())
-        raise damaged(file, f"holds other tensors than expected (differs in: {', '.join(names)})", fix)
-    for name, value in expected.items():
-        if tensors[name].shape != value.shape or tensors[name].dtype != value.dtype:
-            raise damaged(file, f"holds {name} as {tensors[name].dtype} {tuple(tensors[name].shape)}, but the "
-                                f"configuration needs {value.dtype} {tuple(value.shape)}", fix)
-    return tensors
 
 
 def load_history(path: str | os.PathLike) -> dict[str, list]:
