@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -16,6 +17,7 @@ from threadpoolctl import threadpool_limits
 from sae_lite.core.config import TrainConfig
 from sae_lite.data import catalog
 from sae_lite.errors import SaeLiteError
+from sae_lite.evaluation import runs
 from sae_lite.evaluation.runs import Run
 from sae_lite.study.methods import Method
 from sae_lite.study.profiles import Profile, active_profile
@@ -134,12 +136,17 @@ def _evaluation_plan(config: TrainConfig, k_factors: tuple[float, ...], probe_ms
     return ks, [m for m in probe_ms if m <= config.k]
 
 
-def _evaluated(path: Path, ks: list[int], ms: list[int]) -> dict | None:
-    """The run's evaluation.json when it covers the k' ``ks`` and the probes ``ms``, else None."""
-    saved = Path(path) / "evaluation.json"
-    if not saved.is_file():
+def _evaluated(path: Path, ks: list[int], ms: list[int], heal: bool = False) -> dict | None:
+    """The run's evaluation.json when it covers the k' ``ks`` and the probes ``ms``, else None. A damaged
+    one counts as missing; with ``heal``, in one warning line (it is then evaluated again and rewritten)."""
+    try:
+        evaluation = runs.load_evaluation(path)
+    except SaeLiteError as error:
+        if heal:
+            warnings.warn(f"damaged cache entry: {error}; evaluating the run again", stacklevel=3)
         return None
-    evaluation = json.loads(saved.read_text())
+    if evaluation is None:
+        return None
     probes = evaluation.get("probe_by_m", {})
     probed = "probe_skipped" in evaluation or all(str(m) in probes for m in ms)
     return evaluation if all(str(k) in evaluation["r2_by_k"] for k in ks) and probed else None
@@ -166,4 +173,4 @@ def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: 
 
 def _cached_evaluation(path: Path, ks: list[int], ms: list[int]) -> dict:
     """``evaluate_run`` for these k' and m, reusing evaluation.json when it already covers them."""
-    return _evaluated(path, ks, ms) or evaluate_run(path, ks=ks, ms=ms)
+    return _evaluated(path, ks, ms, heal=True) or evaluate_run(path, ks=ks, ms=ms)
