@@ -80,10 +80,11 @@ def load_npy(path: str | os.PathLike, fix: str, mmap: bool = False) -> np.ndarra
 
 
 def load_tensors(path: str | os.PathLike, fix: str, expected: Mapping[str, torch.Tensor],
-                 optional: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+                 optional: tuple[str, ...] = (), source: str = "the configuration") -> dict[str, torch.Tensor]:
     """The tensors of the safetensors file ``path``, checked to have the names, shapes and dtypes of
     ``expected`` (e.g. a freshly built model's ``state_dict()``; names starting with a prefix in
-    ``optional`` may be absent), or a `damaged` error saying ``fix``."""
+    ``optional`` may be absent), or a `damaged` error saying ``fix``; ``source`` names where the
+    expected shapes come from."""
     path = Path(path)
     if not path.is_file():
         raise damaged(path, "is missing", fix)
@@ -94,11 +95,11 @@ def load_tensors(path: str | os.PathLike, fix: str, expected: Mapping[str, torch
     unknown = sorted(tensors.keys() - expected.keys())
     absent = sorted(name for name in expected.keys() - tensors.keys() if not name.startswith(optional))
     if unknown or absent:
-        raise damaged(path, f"holds other tensors than expected (differs in: {', '.join(unknown + absent)})", fix)
+        raise damaged(path, f"holds other tensors than {source} needs (differs in: {', '.join(unknown + absent)})", fix)
     for name, value in tensors.items():
         if value.shape != expected[name].shape or value.dtype != expected[name].dtype:
-            raise damaged(path, f"holds {name} as {value.dtype} {tuple(value.shape)}, but "
-                                f"{expected[name].dtype} {tuple(expected[name].shape)} is expected", fix)
+            raise damaged(path, f"holds {name} as {value.dtype} {tuple(value.shape)}, but {source} needs "
+                                f"{expected[name].dtype} {tuple(expected[name].shape)}", fix)
     return tensors
 
 

@@ -74,7 +74,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
         sae = SAE(**meta["sae"])  # d, n_latents, k, activation and the rule's own settings (`SAE.config`)
     except (TypeError, ValueError) as error:
         raise damaged(config_file, f"describes no valid run ({error})", RETRAIN) from None
-    sae.load_state_dict(load_tensors(path / "sae.safetensors", RETRAIN, sae.state_dict()))
+    sae.load_state_dict(load_tensors(path / "sae.safetensors", RETRAIN, sae.state_dict(), source="config.json"))
     metrics = read_json(path / "metrics.json", RETRAIN)
     if (path / "history.json").exists():
         load_history(path)
