@@ -6,7 +6,10 @@ import contextlib
 import io
 import json
 import multiprocessing
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+import sae_lite
 from sae_lite.cli import main
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.train import train
@@ -188,6 +192,25 @@ def test_a_damaged_run_gets_one_line_and_nothing_is_written(run_dir, tmp_path, c
         load_run(run)
 
 
+def test_evaluating_on_a_damaged_store_gets_one_line(run_dir, store_dir, tmp_path, capsys):
+    run, store = shutil.copytree(run_dir, tmp_path / "run"), shutil.copytree(store_dir, tmp_path / "store")
+    truncated(store / "embeddings.npy")
+    before = snapshot(tmp_path)
+    code, err = run_cli(capsys, "evaluate", run, "--k", "2,4", "--probe", "1", "--data", store)
+    assert_one_line(code, err, store / "embeddings.npy", "re-create")
+    assert snapshot(tmp_path) == before
+
+
+def test_the_command_line_itself_exits_2_on_a_truncated_run(run_dir, tmp_path):
+    """The issue's first case, in a real process: ``python -m sae_lite evaluate`` on a truncated sae.safetensors."""
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    truncated(run / "sae.safetensors")
+    done = subprocess.run([sys.executable, "-m", "sae_lite", "evaluate", str(run)], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(sae_lite.__file__).parents[1])})
+    assert_one_line(done.returncode, done.stderr, run / "sae.safetensors", "train again")
+    assert done.stdout == "" and not (run / "evaluation.json").exists()
+
+
 def test_an_intact_run_copy_loads(run_dir, tmp_path):
     run = load_run(shutil.copytree(run_dir, tmp_path / "run"))
     assert run.sae.n_latents == 16 and run.config.steps == 20 and "r2" in run.metrics
@@ -358,9 +381,7 @@ def test_a_damaged_cached_evaluation_is_computed_again_with_one_warning(cache):
 
 
 def _want_entry(cache: str, barrier, queue) -> None:
-    """In a fresh process: wait for the other one, then ask for the cached run; report (trained?, metrics)."""
-    import os
-
+    """In a fresh process: wait for the other one, then ask for the cached run; report (metrics, trained?)."""
     os.environ["SAE_LITE_CACHE"] = cache
     trained, train_run = [], results.train_run
 
