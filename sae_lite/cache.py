@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -94,3 +95,14 @@ def set_aside(path: str | os.PathLike, error: Exception) -> Path:
     path.rename(aside)
     warnings.warn(f"damaged cache entry: {error}; moved it to {aside} and computing it again", stacklevel=3)
     return aside
+
+
+def remove_leftovers(path: str | os.PathLike) -> None:
+    """Remove what a killed writer of the cache entry ``path`` left: the temporary siblings
+    ``.<entry>.*`` of `sae_lite.files.write_dir`. Call it holding `entry_lock` (no live writer then)."""
+    path = Path(path)
+    for leftover in path.parent.glob(f".{path.name}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)

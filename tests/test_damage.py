@@ -380,6 +380,28 @@ def test_a_damaged_cached_evaluation_is_computed_again_with_one_warning(cache):
     assert again == first == json.loads((run.path / "evaluation.json").read_text())
 
 
+def test_what_a_killed_writer_left_is_removed(cache):
+    """A process killed mid-write (SIGKILL) leaves write_dir's temporary siblings .<entry>.*: the next
+    process holding the entry removes them (nobody else can be writing it then)."""
+    run, _ = _cached_quietly()
+    left = [run.path.with_name(f".{run.path.name}.{suffix}") for suffix in ("k1ll3d", "old")]
+    for directory in left:
+        directory.mkdir()
+        (directory / "sae.safetensors").write_bytes(b"half")
+    again, caught = _cached_quietly()
+    assert caught == [] and again.metrics == run.metrics and not any(d.exists() for d in left)
+
+
+def test_the_command_line_shows_a_warning_as_one_line(run_dir, capsys, monkeypatch):
+    def healing(*args, **kwargs):
+        warnings.warn("damaged cache entry: X/metrics.json: is empty; moved it to Y and computing it again", stacklevel=2)
+        return {}
+
+    monkeypatch.setattr("sae_lite.cli.evaluate_run", healing)
+    code, err = run_cli(capsys, "evaluate", run_dir)
+    assert code == 0 and err == "warning: damaged cache entry: X/metrics.json: is empty; moved it to Y and computing it again\n"
+
+
 def _want_entry(cache: str, barrier, queue) -> None:
     """In a fresh process: wait for the other one, then ask for the cached run; report (metrics, trained?)."""
     os.environ["SAE_LITE_CACHE"] = cache

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sae_lite.cache import cache_dir, entry_lock, result_code_hash, set_aside
+from sae_lite.cache import cache_dir, entry_lock, remove_leftovers, result_code_hash, set_aside
 from sae_lite.core import distributed
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.train import train
@@ -70,11 +70,13 @@ def cached_run(config: TrainConfig, data: str | dict, progress: bool | None = No
     The cache key is a hash of the full configuration and data spec, so a changed setting never
     reuses a stale result. A process wanting an entry another one is training waits for it
     (`sae_lite.cache.entry_lock`), then loads it. An entry with a damaged or missing file is moved
-    aside with one warning (`sae_lite.cache.set_aside`) and trained again.
+    aside with one warning (`sae_lite.cache.set_aside`) and trained again; what a writer killed
+    mid-write left is removed.
     """
     spec = data if isinstance(data, dict) else data_spec(data)
     path = run_path(config, spec)
     with entry_lock(path) if distributed.context().world == 1 else nullcontext():  # torchrun: ranks train together
+        remove_leftovers(path)  # of a writer killed mid-write (SIGKILL)
         if path.exists():
             try:
                 return load_cached_run(path)

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from sae_lite.core.config import TrainConfig
 from sae_lite.data import catalog
-from sae_lite.errors import SaeLiteError
+from sae_lite.errors import SaeLiteError, show_warning_line
 from sae_lite.evaluation import runs
 from sae_lite.evaluation.runs import Run
 from sae_lite.study.methods import Method
@@ -94,7 +94,7 @@ def run_jobs(jobs: list[Job], progress: bool | None = None) -> list[dict]:
     if workers > 1:  # train the missing runs side by side; cached ones are only loaded, below
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: safe under Jupyter and torch
         threads = max(1, usable_cores() // workers)
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=limit_threads, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker, initargs=(threads,)) as pool:
             futures = {i: pool.submit(_train_and_evaluate, jobs[i], False) for i in missing}
             rows = {i: future.result() for i, future in futures.items()}
     return [rows[i] if i in rows else _train_and_evaluate(job, progress) for i, job in enumerate(jobs)]
@@ -118,6 +118,12 @@ def limit_threads(threads: int) -> None:
     scikit-learn use (a worker without the BLAS limit made a run 1.5x slower on two busy cores)."""
     torch.set_num_threads(threads)
     threadpool_limits(threads)
+
+
+def start_worker(threads: int) -> None:
+    """Set up a worker process of a grid: `limit_threads`, and its warnings as one line each."""
+    limit_threads(threads)
+    warnings.showwarning = show_warning_line
 
 
 def usable_cores() -> int:
