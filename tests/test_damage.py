@@ -23,7 +23,7 @@ import sae_lite
 from sae_lite.cli import main
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.train import train
-from sae_lite.data import embed, load_store, write_store
+from sae_lite.data import catalog, embed, load_store, write_store
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation.runs import load_run
 from sae_lite.study import paper, results, runner
@@ -378,6 +378,27 @@ def test_a_damaged_cached_evaluation_is_computed_again_with_one_warning(cache):
         again = runner._cached_evaluation(run.path, [2, 4], [1])
     assert len(caught) == 1 and "evaluation.json" in str(caught[0].message)
     assert again == first == json.loads((run.path / "evaluation.json").read_text())
+
+
+def test_a_damaged_cached_store_is_moved_aside_and_embedded_again(cache, monkeypatch):
+    """The embedded Fashion-MNIST store of the cache heals like a run (the embedding stubbed: a tiny store)."""
+    made = []
+
+    def fake_embed(backbone, source, path, **options):
+        made.append(path)
+        return write_store(path, np.ones((8, 4), np.float32), overwrite=True)
+
+    monkeypatch.setattr(catalog.fashion_mnist, "fashion_mnist", lambda *args: None)
+    monkeypatch.setattr(catalog, "select", lambda source, images, seed: source)
+    monkeypatch.setattr(catalog, "embed_images", fake_embed)
+    path = catalog.fashion_mnist_store(images=8, resolution=32)
+    truncated(path / "embeddings.npy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert catalog.fashion_mnist_store(images=8, resolution=32) == path
+    assert len(caught) == 1 and "embeddings.npy" in str(caught[0].message) and made == [path, path]
+    assert len(list(path.parent.glob(f"{path.name}.damaged-*"))) == 1 and load_store(path).n == 8
+    assert catalog.fashion_mnist_store(images=8, resolution=32) == path and len(made) == 2  # whole now: reused
 
 
 def test_what_a_killed_writer_left_is_removed(cache):
