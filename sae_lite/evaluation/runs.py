@@ -6,8 +6,10 @@
       metrics.json      every scalar metric on the test split
       history.json      the training history (loss terms, L0, dead count per logged step)
       card.md           the method card (`sae_lite.evaluation.card`)
+      evaluation.json   written by `sae_lite.study.results.evaluate_run` (the k-sweep, the probes)
 
-A run directory is written whole or not at all: into a temporary sibling, then renamed.
+A run directory is written whole or not at all: into a temporary sibling, then renamed. It is read
+only when whole: `load_run` checks every file before it returns (a damaged one raises SaeLiteError).
 """
 
 from __future__ import annotations
