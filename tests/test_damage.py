@@ -399,6 +399,12 @@ def test_a_damaged_cached_store_is_moved_aside_and_embedded_again(cache, monkeyp
     assert len(caught) == 1 and "embeddings.npy" in str(caught[0].message) and made == [path, path]
     assert len(list(path.parent.glob(f"{path.name}.damaged-*"))) == 1 and load_store(path).n == 8
     assert catalog.fashion_mnist_store(images=8, resolution=32) == path and len(made) == 2  # whole now: reused
+    monkeypatch.setattr(catalog.fashion_mnist, "fashion_mnist", lambda *args: 1 / 0)  # as without the data set
+    path.with_name(path.name + ".lock").unlink()
+    shutil.rmtree(path)
+    with pytest.raises(ZeroDivisionError):
+        catalog.fashion_mnist_store(images=8, resolution=32)
+    assert not path.with_name(path.name + ".lock").exists()  # nothing written before the data set is found
 
 
 def test_what_a_killed_writer_left_is_removed(cache):

@@ -61,13 +61,24 @@ def fashion_mnist_store(images: int, resolution: int, seed: int = 0) -> Path:
                 "code": source_hash(EMBEDDING_MODULES)}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / "stores" / f"{REAL}-{images}-{resolution}px-{key}"
+    if _whole(path):  # a store is renamed into place whole, so no lock is needed to read one
+        return path
+    source = select(fashion_mnist.fashion_mnist(REAL, "train"), images, seed)  # a missing data set raises here
     with entry_lock(path):
         if path.exists():
             try:
-                load_store(path, check=False)  # every file checked, from its header
+                load_store(path, check=False)  # another process embedded it meanwhile
                 return path
             except SaeLiteError as error:
                 set_aside(path, error)
-        source = select(fashion_mnist.fashion_mnist(REAL, "train"), images, seed)
         embed_images(REAL_BACKBONE, source, path, resolution=resolution, overwrite=True, progress=False)
     return path
+
+
+def _whole(store: Path) -> bool:
+    """True when ``store`` exists with every file intact (`load_store` checks them from their headers)."""
+    try:
+        load_store(store, check=False)
+    except SaeLiteError:
+        return False
+    return True
