@@ -334,6 +334,21 @@ def test_a_damaged_grid_json_gets_one_line_before_training(tmp_path, capsys, mon
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("name, damage", [("embeddings.npy", truncated), ("meta.json", garbage)])
+def test_reproduce_of_the_paper_grid_checks_every_store_first(tmp_path, capsys, monkeypatch, name, damage):
+    monkeypatch.setenv("SAE_LITE_CACHE", str(tmp_path / "cache"))
+    x = np.random.default_rng(0).standard_normal((20, 8)).astype(np.float32)
+    for dataset in paper.PAPER_DATASETS:
+        for backbone in paper.PAPER_BACKBONES:
+            write_store(tmp_path / "stores" / dataset / backbone, x, meta={"backbone": backbone})
+    bad = tmp_path / "stores" / paper.PAPER_DATASETS[-1] / paper.PAPER_BACKBONES[-1] / name
+    damage(bad)
+    before = snapshot(tmp_path)
+    code, err = run_cli(capsys, "reproduce", "--profile", "paper", "--data", tmp_path / "stores", "--out", tmp_path / "out")
+    assert_one_line(code, err, bad, "re-create")
+    assert snapshot(tmp_path) == before
+
+
 # --------------------------------------------------------------------------------------------
 # The results cache heals, and is shared safely
 # --------------------------------------------------------------------------------------------
