@@ -149,6 +149,13 @@ def test_an_intact_store_copy_loads(store_dir, tmp_path):
     assert store.x.shape == (64, 8) and store.labels.shape == (64,) and store.images.shape == (64, 4, 4)
 
 
+def test_a_store_made_by_hand_with_only_n_and_d_in_meta_loads(tmp_path):
+    """The README's minimal store: embeddings.npy and a meta.json with n and d (no label_kind)."""
+    np.save(tmp_path / "embeddings.npy", np.ones((5, 3), np.float32))
+    (tmp_path / "meta.json").write_text(json.dumps({"n": 5, "d": 3}))
+    assert load_store(tmp_path).labels is None
+
+
 # --------------------------------------------------------------------------------------------
 # A run directory (evaluate RUN)
 # --------------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def load_store(path: str | os.PathLike, check: bool = True) -> Dataset:
     x = load_npy(x_file, RECREATE, mmap=True)
     if x.dtype != np.float32 or x.shape != (n, d):
         raise damaged(x_file, f"holds {x.dtype} {x.shape} but meta.json says float32 ({n}, {d})", RECREATE)
-    labels = _load_labels(labels_file, meta["label_kind"], n)
+    labels = _load_labels(labels_file, meta.get("label_kind"), n)
     images = _load_images(path / "images.npy", n)
     if check:
         check_finite(x, str(x_file))
@@ -88,7 +88,7 @@ def _load_labels(labels_file: Path, kind: str | None, n: int) -> np.ndarray | No
     """A store's labels.npy (None when absent), checked against meta.json's label_kind and its n rows."""
     if kind is None:
         if labels_file.exists():
-            raise damaged(labels_file, "exists but meta.json says the store has no labels (label_kind null)", RECREATE)
+            raise damaged(labels_file, "exists but meta.json gives no label_kind (single or multi)", RECREATE)
         return None
     labels = load_npy(labels_file, RECREATE)
     shape = "[n]" if kind == "single" else "[n, C]"
