@@ -1,10 +1,26 @@
-"""Where results are cached, and the hash that ties a cached result to the code that computed it."""
+"""Where results are cached, the hash that ties a cached result to the code that computed it, and how an
+entry is shared and healed.
+
+Two processes that want the same entry take turns (`entry_lock`: the second waits, then loads what
+the first wrote); an entry found damaged is moved aside with one warning (`set_aside`) and computed
+again.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): entries are not locked
+    fcntl = None
 
 PACKAGE = Path(__file__).parent
 
@@ -44,3 +60,49 @@ def source_hash(names: tuple[str, ...]) -> str:
 def result_code_hash() -> str:
     """The hash of `RESULT_CODE`: part of every run's cache key."""
     return source_hash(RESULT_CODE)
+
+
+@contextmanager
+def entry_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold the cache entry ``path`` for this process: an exclusive ``flock`` on the file
+    ``<path>.lock`` beside it, which another process wanting the same entry waits for.
+
+    The lock is released when the block ends or the process dies (SIGKILL included); the lock file
+    stays. POSIX only: where ``fcntl`` is missing, nothing is locked.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def set_aside(path: str | os.PathLike, error: Exception) -> Path:
+    """Move the damaged cache entry ``path`` to ``<path>.damaged-<UTC time>`` (kept, not deleted) and
+    say so in one warning line (a ``UserWarning``); returns where it went. Call it holding `entry_lock`."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{number}")
+    path.rename(aside)
+    warnings.warn(f"damaged cache entry: {error}; moved it to {aside} and computing it again", stacklevel=3)
+    return aside
+
+
+def remove_leftovers(path: str | os.PathLike) -> None:
+    """Remove what a killed writer of the cache entry ``path`` left: the temporary siblings
+    ``.<entry>.*`` of `sae_lite.files.write_dir`. Call it holding `entry_lock` (no live writer then)."""
+    path = Path(path)
+    for leftover in path.parent.glob(f".{path.name}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)

@@ -26,7 +26,7 @@ from sae_lite.data import fashion_mnist
 from sae_lite.data.backbones import BACKBONES, check_resolution
 from sae_lite.data.embed import embed_images, open_source
 from sae_lite.device import resolve_device
-from sae_lite.errors import SaeLiteError
+from sae_lite.errors import SaeLiteError, show_warning_line
 from sae_lite.study.paper import grid
 from sae_lite.study.profiles import PROFILES, active_profile
 from sae_lite.study.reproduce import reproduce
@@ -222,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # a warning (e.g. a damaged cache entry healed) is one line too
+            warnings.showwarning = show_warning_line
+            return args.func(args)
     except SaeLiteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

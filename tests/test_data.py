@@ -74,7 +74,7 @@ def test_damaged_stores_are_rejected(tmp_path):
         load_store(path)
     (path / "meta.json").write_text(json.dumps(meta))
     np.save(path / "labels.npy", np.zeros(5, int))
-    with pytest.raises(SaeLiteError, match="labels.npy has 5 rows"):
+    with pytest.raises(SaeLiteError, match=r"labels.npy: has shape \(5,\)"):
         load_store(path)
     np.save(path / "labels.npy", np.zeros(6, int))
     bad = x.copy()
@@ -114,5 +114,5 @@ def test_bad_or_damaged_images_are_rejected(tmp_path):
     assert not (tmp_path / "f").exists() and not (tmp_path / "n").exists()
     path = write_store(tmp_path / "s", x, images=np.zeros((4, 3, 3), np.uint8))
     np.save(path / "images.npy", np.zeros((5, 3, 3), np.uint8))
-    with pytest.raises(SaeLiteError, match="images.npy has 5 rows but the store holds 4"):
+    with pytest.raises(SaeLiteError, match=r"images.npy: holds uint8 \(5, 3, 3\) but a store of n=4"):
         load_store(path)

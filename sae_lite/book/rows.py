@@ -6,14 +6,12 @@ Every function returns a list of flat dicts (one point each), which `sae_lite.bo
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from sae_lite.core import prox, sparsity
 from sae_lite.errors import SaeLiteError
+from sae_lite.evaluation import runs
 
 #: The four proximal maps of `sae_lite.core.prox`, with the regulariser each one is the prox of.
 PROX_TITLES = {"relu": "ReLU: R = ℓ1, z ≥ 0", "jumprelu": "JumpReLU: R = ℓ0, z ≥ 0",
@@ -71,7 +69,7 @@ def history_rows(rows: list[dict], keep: tuple[str, ...] = ()) -> list[dict]:
     """
     out = []
     for row in rows:
-        history = json.loads((Path(row["path"]) / "history.json").read_text())
+        history = runs.load_history(row["path"])
         recipe = {key: row[key] for key in (*RECIPE, *keep) if key in row}
         for i, step in enumerate(history["step"]):
             logged = {(f"{key}_loss" if key in recipe else key): values[i] for key, values in history.items()}

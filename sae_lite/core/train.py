@@ -10,7 +10,6 @@ its shard of each global batch (`sae_lite.core.distributed`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict
@@ -19,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from sae_lite.core import distributed, kernels, loss
@@ -29,7 +28,7 @@ from sae_lite.core.sae import SAE
 from sae_lite.data import stream
 from sae_lite.data.datasets import Dataset
 from sae_lite.errors import SaeLiteError
-from sae_lite.files import write_atomic, write_json
+from sae_lite.files import damaged, load_tensors, read_json, write_atomic, write_json
 
 
 class TrainResult(NamedTuple):
@@ -130,7 +129,7 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
         stop_at: stop after this step (saving the state), e.g. to split a run in two.
         progress: show a progress bar; None shows one for runs longer than ~2 s, never under pytest.
     """
-    if resume and (checkpoint is None or not (Path(checkpoint) / "state.safetensors").is_file()):
+    if resume and (checkpoint is None or not any((Path(checkpoint) / name).exists() for name in STATE_FILES)):
         raise SaeLiteError(f"nothing to resume in {checkpoint}; train without --resume first")
     check(config)
     job = distributed.context()  # one process, or one of a torchrun job
@@ -195,13 +194,36 @@ def _save_state(path: Path, sae: SAE, optimizer: torch.optim.Optimizer, since_fi
     write_json(path / "state.json", {"step": step, "history": history, "config": asdict(config)}, indent=None)
 
 
+#: The files of a training checkpoint, and what to do about a damaged one.
+STATE_FILES = ("state.safetensors", "state.json")
+RESTART = "the checkpoint is damaged: delete its directory and train again without resuming"
+
+
 def _load_state(path: Path, sae: SAE, optimizer: torch.optim.Optimizer, since_fired: Tensor,
                 config: TrainConfig) -> tuple[int, dict]:
-    meta = json.loads((path / "state.json").read_text())
-    if TrainConfig.from_dict(meta["config"]) != config:
+    """Restore the state `_save_state` wrote into ``sae``, ``optimizer`` and ``since_fired``; returns
+    (the step reached, the history). Every file is checked before anything is restored."""
+    meta_file = path / "state.json"
+    meta = read_json(meta_file, RESTART)
+    step, history = meta.get("step"), meta.get("history")
+    if not isinstance(meta.get("config"), dict) or not isinstance(history, dict) or not isinstance(step, int):
+        raise damaged(meta_file, "lacks its step, history or config", RESTART)
+    try:
+        saved = TrainConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as error:
+        raise damaged(meta_file, f"holds no valid configuration ({error})", RESTART) from None
+    if saved != config:
         raise SaeLiteError(f"the checkpoint in {path} was written by a different configuration; "
                            "resume with the same settings or start a new run")
-    tensors = load_file(path / "state.safetensors", device=str(since_fired.device))
+    if not 0 < step <= config.steps:
+        raise damaged(meta_file, f"says step {step}, outside 1..{config.steps}", RESTART)
+    expected = {f"sae.{key}": value for key, value in sae.state_dict().items()}
+    for index, param in enumerate(optimizer.param_groups[0]["params"]):  # Adam's state, once a param had a gradient
+        expected.update({f"optim.{index}.step": torch.zeros((), dtype=torch.float32),
+                         f"optim.{index}.exp_avg": param, f"optim.{index}.exp_avg_sq": param})
+    expected["since_fired"] = since_fired
+    tensors = load_tensors(path / "state.safetensors", RESTART, expected, optional=("optim.",))
+    tensors = {key: value.to(since_fired.device) for key, value in tensors.items()}
     sae.load_state_dict({key[4:]: value for key, value in tensors.items() if key.startswith("sae.")})
     state: dict[int, dict] = {}
     for key, value in tensors.items():
@@ -210,4 +232,4 @@ def _load_state(path: Path, sae: SAE, optimizer: torch.optim.Optimizer, since_fi
             state.setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
     optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
     since_fired.copy_(tensors["since_fired"])
-    return meta["step"], meta["history"]
+    return step, history

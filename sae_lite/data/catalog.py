@@ -17,7 +17,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from sae_lite.cache import cache_dir, source_hash
+from sae_lite.cache import cache_dir, entry_lock, set_aside, source_hash
 from sae_lite.data import fashion_mnist
 from sae_lite.data.datasets import Dataset, digits, planted
 from sae_lite.data.embed import embed_images
@@ -53,13 +53,32 @@ def fashion_mnist_store(images: int, resolution: int, seed: int = 0) -> Path:
     pretrained `REAL_BACKBONE` at ``resolution`` px: embedded on the first call, then reused.
 
     It lives in ``cache_dir()/stores/``, named by these settings and a hash of `EMBEDDING_MODULES`.
-    A missing data set raises before anything is written (see `sae_lite.data.fashion_mnist`).
+    A missing data set raises before anything is written (see `sae_lite.data.fashion_mnist`). Like a
+    cached run, the store is embedded by one process at a time, and a damaged one is moved aside and
+    embedded again (`sae_lite.cache.entry_lock`, `sae_lite.cache.set_aside`).
     """
     settings = {"images": images, "resolution": resolution, "seed": seed, "backbone": REAL_BACKBONE,
                 "code": source_hash(EMBEDDING_MODULES)}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / "stores" / f"{REAL}-{images}-{resolution}px-{key}"
-    if not (path / "meta.json").is_file():
-        source = select(fashion_mnist.fashion_mnist(REAL, "train"), images, seed)
+    if _whole(path):  # a store is renamed into place whole, so no lock is needed to read one
+        return path
+    source = select(fashion_mnist.fashion_mnist(REAL, "train"), images, seed)  # a missing data set raises here
+    with entry_lock(path):
+        if path.exists():
+            try:
+                load_store(path, check=False)  # another process embedded it meanwhile
+                return path
+            except SaeLiteError as error:
+                set_aside(path, error)
         embed_images(REAL_BACKBONE, source, path, resolution=resolution, overwrite=True, progress=False)
     return path
+
+
+def _whole(store: Path) -> bool:
+    """True when ``store`` exists with every file intact (`load_store` checks them from their headers)."""
+    try:
+        load_store(store, check=False)
+    except SaeLiteError:
+        return False
+    return True

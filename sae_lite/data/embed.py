@@ -18,7 +18,6 @@ and package version). A source held in memory (Fashion-MNIST) also leaves its im
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import warnings
@@ -33,10 +32,10 @@ from sae_lite.data import fashion_mnist
 from sae_lite.data.backbones import WEIGHTS, LoadedBackbone, check_resolution, get_backbone, load_backbone
 from sae_lite.data.datasets import Dataset
 from sae_lite.data.images import ImageSource, collate, image_folder, open_images, select
-from sae_lite.data.store import write_store
+from sae_lite.data.store import RECREATE, write_store
 from sae_lite.device import resolve_device
 from sae_lite.errors import SaeLiteError
-from sae_lite.files import save_npy, write_json
+from sae_lite.files import damaged, load_npy, read_json, save_npy, write_json
 
 PARTIAL_FORMAT = "sae-lite-partial/2"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -104,7 +103,7 @@ def check_backbone(store: Dataset | Mapping | str | os.PathLike, backbone: str, 
         meta, where = store, "the store"
     else:
         meta_file = Path(store) / "meta.json"
-        meta, where = (json.loads(meta_file.read_text()) if meta_file.is_file() else {}), str(store)
+        meta, where = (read_json(meta_file, RECREATE) if meta_file.exists() else {}), str(store)
     found = meta.get("backbone")
     if found != backbone:
         held = f"embeddings of backbone {found!r}" if found else "no backbone embeddings"
@@ -144,19 +143,49 @@ def _config(backbone: str, weights: str, tag: str, resolution: int, precision: s
 
 def _resumable(partial: Path, config: dict, overwrite: bool) -> dict | None:
     """The progress of an interrupted run of the same ``config``, or None; raises if ``partial`` holds
-    another extraction's shards (unless ``overwrite``, which discards them)."""
+    another extraction's shards or damaged ones (unless ``overwrite``, which discards them)."""
     progress = partial / "progress.json"
-    if not progress.is_file():
+    if not progress.exists():
         return None
-    state = json.loads(progress.read_text())
-    if state.get("config") == config:
-        return state
+    fix = f"delete {partial}, or pass --overwrite to embed from the start"
+    try:
+        state = read_json(progress, fix)
+        if state.get("config") == config:
+            _check_shards(partial, state, fix)
+            return state
+    except SaeLiteError:
+        if overwrite:
+            return None
+        raise
     if not overwrite:
-        old = state.get("config", {})
+        old = state.get("config") if isinstance(state.get("config"), dict) else {}
         differ = sorted(k for k in config.keys() | old.keys() if old.get(k) != config.get(k))
         raise SaeLiteError(f"{partial} holds shards of a different extraction (differs in: {', '.join(differ)}); "
                            "delete it, or pass --overwrite to start over")
     return None
+
+
+def _check_shards(partial: Path, state: dict, fix: str) -> None:
+    """Raise unless every shard progress.json records is whole: its embeddings float32 [n, d] (one d for
+    all), its image indices [n] (n as recorded), both readable .npy files."""
+    shards = state.get("shards")
+    if not isinstance(shards, dict) or not all(isinstance(entry, dict) and isinstance(entry.get("n"), int)
+                                               and isinstance(entry.get("skipped"), list) for entry in shards.values()):
+        raise damaged(partial / "progress.json", "does not record its shards as {n, skipped}", fix)
+    dims = set()
+    for shard, entry in sorted(shards.items()):
+        name = f"shard-{int(shard):05d}" if shard.isdigit() else shard
+        x = load_npy(partial / f"{name}.npy", fix, mmap=True)
+        index = load_npy(partial / f"{name}.index.npy", fix, mmap=True)
+        if x.dtype != np.float32 or x.ndim != 2 or len(x) != entry["n"]:
+            raise damaged(partial / f"{name}.npy", f"holds {x.dtype} {x.shape}, but progress.json records "
+                                                    f"{entry['n']} float32 embeddings", fix)
+        if not np.issubdtype(index.dtype, np.integer) or index.shape != (entry["n"],):
+            raise damaged(partial / f"{name}.index.npy", f"holds {index.dtype} {index.shape}, but progress.json "
+                                                          f"records {entry['n']} image indices", fix)
+        dims |= {x.shape[1]} if len(x) else set()
+    if len(dims) > 1:
+        raise damaged(partial, f"holds shards of different widths {sorted(dims)}", fix)
 
 
 def _start_partial(partial: Path, config: dict) -> dict:

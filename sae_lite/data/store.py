@@ -19,7 +19,7 @@ import numpy as np
 
 from sae_lite.data.datasets import Dataset, check_finite
 from sae_lite.errors import SaeLiteError
-from sae_lite.files import write_dir
+from sae_lite.files import damaged, load_npy, read_json, write_dir
 
 STORE_FORMAT = "sae-lite-store/1"
 
@@ -54,40 +54,59 @@ def write_store(path: str | os.PathLike, x: np.ndarray, labels: np.ndarray | Non
 def load_store(path: str | os.PathLike, check: bool = True) -> Dataset:
     """Open an embedding store; ``x`` stays on disk as a read-only memory map.
 
-    With ``check``, every row is scanned for NaN/Inf (in chunks). Raises SaeLiteError when a file is
-    missing or the arrays disagree with ``meta.json``.
+    With ``check``, every row is scanned for NaN/Inf (in chunks). Raises SaeLiteError, one line naming
+    the file, when the directory is not a store or a file of it is damaged: missing, empty, truncated,
+    not JSON / .npy, of the wrong shape or dtype, or disagreeing with meta.json or the embeddings.
+    Only the arrays' headers are read to check them.
     """
     path = Path(path)
     meta_file, x_file, labels_file = path / "meta.json", path / "embeddings.npy", path / "labels.npy"
-    if not meta_file.is_file() or not x_file.is_file():
+    if not meta_file.exists() and not x_file.exists():
         raise SaeLiteError(f"{path} is not an embedding store (needs meta.json and embeddings.npy); "
                            "create one with `python -m sae_lite embed` or sae_lite.data.write_store")
-    meta = json.loads(meta_file.read_text())
-    x = np.load(x_file, mmap_mode="r")
-    if x.ndim != 2 or x.dtype != np.float32 or (meta.get("n"), meta.get("d")) != x.shape:
-        raise SaeLiteError(f"{x_file} has shape {x.shape} ({x.dtype}) but meta.json says "
-                           f"n={meta.get('n')}, d={meta.get('d')} (float32); the store is damaged, re-create it")
-    labels = np.load(labels_file) if labels_file.is_file() else None
-    if labels is not None and len(labels) != x.shape[0]:
-        raise SaeLiteError(f"{labels_file} has {len(labels)} rows but the store holds {x.shape[0]} embeddings; "
-                           "the store is damaged, re-create it")
-    if (labels is None) != (meta.get("label_kind") is None):
-        raise SaeLiteError(f"{path}: meta.json label_kind={meta.get('label_kind')!r} disagrees with "
-                           f"labels.npy being {'absent' if labels is None else 'present'}; re-create the store")
-    images = _load_images(path / "images.npy", x.shape[0])
+    meta = read_json(meta_file, RECREATE)
+    n, d = meta.get("n"), meta.get("d")
+    if not (isinstance(n, int) and isinstance(d, int) and n >= 1 and d >= 1):
+        raise damaged(meta_file, f"gives n={n!r} and d={d!r}, not two positive whole numbers", RECREATE)
+    if meta.get("label_kind") not in (None, "single", "multi"):
+        raise damaged(meta_file, f"gives label_kind={meta.get('label_kind')!r}, not null, 'single' or 'multi'", RECREATE)
+    x = load_npy(x_file, RECREATE, mmap=True)
+    if x.dtype != np.float32 or x.shape != (n, d):
+        raise damaged(x_file, f"holds {x.dtype} {x.shape} but meta.json says float32 ({n}, {d})", RECREATE)
+    labels = _load_labels(labels_file, meta.get("label_kind"), n)
+    images = _load_images(path / "images.npy", n)
     if check:
         check_finite(x, str(x_file))
     return Dataset(x=x, labels=labels, name=meta.get("name", path.name), meta=meta, images=images)
 
 
+#: What to do about a damaged store.
+RECREATE = "the store is damaged: re-create it (`python -m sae_lite embed ... --overwrite`, or sae_lite.data.write_store)"
+
+
+def _load_labels(labels_file: Path, kind: str | None, n: int) -> np.ndarray | None:
+    """A store's labels.npy (None when absent), checked against meta.json's label_kind and its n rows."""
+    if kind is None:
+        if labels_file.exists():
+            raise damaged(labels_file, "exists but meta.json gives no label_kind (single or multi)", RECREATE)
+        return None
+    labels = load_npy(labels_file, RECREATE)
+    shape = "[n]" if kind == "single" else "[n, C]"
+    if labels.shape[:1] != (n,) or labels.ndim != (1 if kind == "single" else 2):
+        raise damaged(labels_file, f"has shape {labels.shape} but meta.json says {kind} labels {shape} with n={n}", RECREATE)
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
+        raise damaged(labels_file, f"holds {labels.dtype}, not integer or bool labels", RECREATE)
+    return labels
+
+
 def _load_images(images_file: Path, n: int) -> np.ndarray | None:
     """A store's images.npy as a read-only memory map (None when absent), checked against its n rows."""
-    if not images_file.is_file():
+    if not images_file.exists():
         return None
-    images = np.load(images_file, mmap_mode="r")
-    if len(images) != n:
-        raise SaeLiteError(f"{images_file} has {len(images)} rows but the store holds {n} embeddings; "
-                           "the store is damaged, re-create it")
+    images = load_npy(images_file, RECREATE, mmap=True)
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) != n or images.shape[3:] not in ((), (3,)):
+        raise damaged(images_file, f"holds {images.dtype} {images.shape} but a store of n={n} needs uint8 "
+                                   f"[{n}, H, W] or [{n}, H, W, 3]", RECREATE)
     return images
 
 

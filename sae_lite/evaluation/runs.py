@@ -6,13 +6,14 @@
       metrics.json      every scalar metric on the test split
       history.json      the training history (loss terms, L0, dead count per logged step)
       card.md           the method card (`sae_lite.evaluation.card`)
+      evaluation.json   written by `sae_lite.study.results.evaluate_run` (the k-sweep, the probes)
 
-A run directory is written whole or not at all: into a temporary sibling, then renamed.
+A run directory is written whole or not at all: into a temporary sibling, then renamed. It is read
+only when whole: `load_run` checks every file before it returns (a damaged one raises SaeLiteError).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict
@@ -20,13 +21,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from sae_lite import __version__
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.sae import SAE
 from sae_lite.errors import SaeLiteError
-from sae_lite.files import write_dir, write_json
+from sae_lite.files import damaged, load_tensors, read_json, write_dir, write_json
 
 
 class Run(NamedTuple):
@@ -56,16 +57,53 @@ def save_run(path: str | os.PathLike, sae: SAE, config: TrainConfig, data: dict,
 
 
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
-    """Load a run directory written by `save_run`."""
+    """Load a run directory written by `save_run`.
+
+    Raises SaeLiteError, one line naming the file, when the directory is not a run or a file of it is
+    damaged: missing, empty, truncated, not JSON / safetensors, or weights that disagree with the
+    architecture config.json describes. history.json is checked when present.
+    """
     path = Path(path)
-    if not (path / "sae.safetensors").is_file() or not (path / "config.json").is_file():
+    if not path.is_dir() or not any((path / name).exists() for name in ("sae.safetensors", "config.json")):
         raise SaeLiteError(f"{path} is not a run directory (needs sae.safetensors and config.json); "
                            "create one with `python -m sae_lite train`")
-    meta = json.loads((path / "config.json").read_text())
-    config = TrainConfig.from_dict(meta["train"])
-    arch = meta["sae"]
-    sae = SAE(**arch)  # d, n_latents, k, activation and the rule's own settings (`SAE.config`)
-    sae.load_state_dict(load_file(path / "sae.safetensors"))
-    metrics_file = path / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    config_file = path / "config.json"
+    meta = read_json(config_file, RETRAIN)
+    if not isinstance(meta.get("train"), dict) or not isinstance(meta.get("sae"), dict):
+        raise damaged(config_file, "lacks its 'train' or 'sae' section", RETRAIN)
+    try:
+        config = TrainConfig.from_dict(meta["train"])
+        sae = SAE(**meta["sae"])  # d, n_latents, k, activation and the rule's own settings (`SAE.config`)
+    except (TypeError, ValueError) as error:
+        raise damaged(config_file, f"describes no valid run ({error})", RETRAIN) from None
+    sae.load_state_dict(load_tensors(path / "sae.safetensors", RETRAIN, sae.state_dict(), source="config.json"))
+    metrics = read_json(path / "metrics.json", RETRAIN)
+    if (path / "history.json").exists():
+        load_history(path)
     return Run(sae.to(device).eval(), config, meta.get("data", {}), metrics, path)
+
+
+#: What to do about a damaged run directory.
+RETRAIN = "the run directory is damaged: delete it and train again (`python -m sae_lite train ... --out RUN --overwrite`)"
+
+
+def load_history(path: str | os.PathLike) -> dict[str, list]:
+    """The training history of the run directory ``path`` (history.json): a list per logged quantity."""
+    file = Path(path) / "history.json"
+    history = read_json(file, RETRAIN)
+    steps = history.get("step")
+    if not isinstance(steps, list) or not all(isinstance(v, list) and len(v) == len(steps) for v in history.values()):
+        raise damaged(file, "does not hold one list of equal length per logged quantity", RETRAIN)
+    return history
+
+
+def load_evaluation(path: str | os.PathLike) -> dict | None:
+    """The evaluation.json of the run directory ``path`` (`sae_lite.study.results.evaluate_run`), None
+    when there is none; raises SaeLiteError when it is damaged."""
+    file = Path(path) / "evaluation.json"
+    if not file.exists():
+        return None
+    evaluation = read_json(file, "evaluate the run again (`python -m sae_lite evaluate RUN`) to rewrite it")
+    if not isinstance(evaluation.get("r2_by_k"), dict):
+        raise damaged(file, "lacks its r2_by_k table", "evaluate the run again (`python -m sae_lite evaluate RUN`)")
+    return evaluation

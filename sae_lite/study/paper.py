@@ -9,7 +9,6 @@ step rate, what the paper profile costs: an estimate, not a measurement.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from sae_lite.data import catalog
 from sae_lite.data.backbones import BACKBONES
 from sae_lite.data.datasets import Dataset
 from sae_lite.data.embed import check_backbone
+from sae_lite.data.store import load_store
 from sae_lite.errors import SaeLiteError
 from sae_lite.study.methods import METHODS, PAPER_METHODS, WEIGHTS, with_weights
 from sae_lite.study.profiles import PROFILE_SETTINGS, PROFILES, REAL_LATENTS, Profile
@@ -132,7 +132,7 @@ def paper_cells(data_dir: Path) -> tuple[Cell, ...]:
             if not (store / "meta.json").is_file():
                 missing.append(f"{dataset}/{backbone}")
                 continue
-            meta = json.loads((store / "meta.json").read_text())
+            meta = load_store(store, check=False).meta  # every file of the store checked, from its headers
             check_backbone(store, backbone)
             cells.append(Cell(f"{dataset}/{backbone}", str(store.resolve()), PAPER_KS,
                               n_latents=PAPER_EXPANSION * int(meta["d"]), backbone=backbone))

@@ -26,7 +26,7 @@ from typing import NamedTuple
 from sae_lite.cache import cache_dir
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import card, runs
-from sae_lite.files import write_atomic, write_json
+from sae_lite.files import read_json, write_atomic, write_json
 from sae_lite.study import claims
 from sae_lite.study.paper import Grid
 from sae_lite.study.results import run_path
@@ -85,8 +85,9 @@ def claim_out(out: Path, fingerprint: dict) -> None:
     """Make ``out`` the directory of this grid, or raise if it holds anything else (before any training)."""
     saved = out / "grid.json"
     fingerprint = json.loads(json.dumps(fingerprint))  # tuples become lists, as in the saved file
-    if saved.is_file():
-        if json.loads(saved.read_text()) != fingerprint:
+    if saved.exists():
+        fix = f"delete {out} (its runs stay in the results cache: nothing is trained again) or choose another --out"
+        if read_json(saved, fix) != fingerprint:
             raise SaeLiteError(f"{out} holds the results of a different grid configuration (its grid.json differs: "
                                "another profile, data, k, seed or method weight); choose another --out or delete it")
         return

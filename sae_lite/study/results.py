@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from sae_lite.cache import cache_dir, result_code_hash
+from sae_lite.cache import cache_dir, entry_lock, remove_leftovers, result_code_hash, set_aside
 from sae_lite.core import distributed
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.train import train
@@ -67,13 +68,30 @@ def cached_run(config: TrainConfig, data: str | dict, progress: bool | None = No
     """The run of ``config`` on ``data``, trained once and then loaded from the cache.
 
     The cache key is a hash of the full configuration and data spec, so a changed setting never
-    reuses a stale result.
+    reuses a stale result. A process wanting an entry another one is training waits for it
+    (`sae_lite.cache.entry_lock`), then loads it. An entry with a damaged or missing file is moved
+    aside with one warning (`sae_lite.cache.set_aside`) and trained again; what a writer killed
+    mid-write left is removed.
     """
     spec = data if isinstance(data, dict) else data_spec(data)
     path = run_path(config, spec)
-    if (path / "metrics.json").is_file():
-        return runs.load_run(path)
-    return train_run(config, spec, path, overwrite=True, progress=progress)
+    with entry_lock(path) if distributed.context().world == 1 else nullcontext():  # torchrun: ranks train together
+        remove_leftovers(path)  # of a writer killed mid-write (SIGKILL)
+        if path.exists():
+            try:
+                return load_cached_run(path)
+            except SaeLiteError as error:
+                set_aside(path, error)
+        return train_run(config, spec, path, overwrite=True, progress=progress)
+
+
+def load_cached_run(path: Path) -> runs.Run:
+    """The cached run directory ``path``, every file checked (`runs.load_run`, and the card and history
+    `train_run` writes there); raises SaeLiteError naming a damaged or missing one."""
+    for name in ("card.md", "history.json"):
+        if not (path / name).is_file():
+            raise SaeLiteError(f"{path / name} is missing")
+    return runs.load_run(path)
 
 
 def run_path(config: TrainConfig, spec: dict) -> Path:

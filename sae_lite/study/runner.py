@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -15,7 +16,8 @@ from threadpoolctl import threadpool_limits
 
 from sae_lite.core.config import TrainConfig
 from sae_lite.data import catalog
-from sae_lite.errors import SaeLiteError
+from sae_lite.errors import SaeLiteError, show_warning_line
+from sae_lite.evaluation import runs
 from sae_lite.evaluation.runs import Run
 from sae_lite.study.methods import Method
 from sae_lite.study.profiles import Profile, active_profile
@@ -92,7 +94,7 @@ def run_jobs(jobs: list[Job], progress: bool | None = None) -> list[dict]:
     if workers > 1:  # train the missing runs side by side; cached ones are only loaded, below
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: safe under Jupyter and torch
         threads = max(1, usable_cores() // workers)
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=limit_threads, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker, initargs=(threads,)) as pool:
             futures = {i: pool.submit(_train_and_evaluate, jobs[i], False) for i in missing}
             rows = {i: future.result() for i, future in futures.items()}
     return [rows[i] if i in rows else _train_and_evaluate(job, progress) for i, job in enumerate(jobs)]
@@ -118,6 +120,12 @@ def limit_threads(threads: int) -> None:
     threadpool_limits(threads)
 
 
+def start_worker(threads: int) -> None:
+    """Set up a worker process of a grid: `limit_threads`, and its warnings as one line each."""
+    limit_threads(threads)
+    warnings.showwarning = show_warning_line
+
+
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity where the system tells it)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -134,12 +142,17 @@ def _evaluation_plan(config: TrainConfig, k_factors: tuple[float, ...], probe_ms
     return ks, [m for m in probe_ms if m <= config.k]
 
 
-def _evaluated(path: Path, ks: list[int], ms: list[int]) -> dict | None:
-    """The run's evaluation.json when it covers the k' ``ks`` and the probes ``ms``, else None."""
-    saved = Path(path) / "evaluation.json"
-    if not saved.is_file():
+def _evaluated(path: Path, ks: list[int], ms: list[int], heal: bool = False) -> dict | None:
+    """The run's evaluation.json when it covers the k' ``ks`` and the probes ``ms``, else None. A damaged
+    one counts as missing; with ``heal``, in one warning line (it is then evaluated again and rewritten)."""
+    try:
+        evaluation = runs.load_evaluation(path)
+    except SaeLiteError as error:
+        if heal:
+            warnings.warn(f"damaged cache entry: {error}; evaluating the run again", stacklevel=3)
         return None
-    evaluation = json.loads(saved.read_text())
+    if evaluation is None:
+        return None
     probes = evaluation.get("probe_by_m", {})
     probed = "probe_skipped" in evaluation or all(str(m) in probes for m in ms)
     return evaluation if all(str(k) in evaluation["r2_by_k"] for k in ks) and probed else None
@@ -166,4 +179,4 @@ def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: 
 
 def _cached_evaluation(path: Path, ks: list[int], ms: list[int]) -> dict:
     """``evaluate_run`` for these k' and m, reusing evaluation.json when it already covers them."""
-    return _evaluated(path, ks, ms) or evaluate_run(path, ks=ks, ms=ms)
+    return _evaluated(path, ks, ms, heal=True) or evaluate_run(path, ks=ks, ms=ms)
