@@ -48,7 +48,7 @@ class Spy:
 
             def recorded(sae, x, config, dead):
                 terms = loss(sae, x, config, dead)
-                self.losses.append({"dead": dead.clone(), "auxk": float(terms.auxk), "fired": terms.fired.clone()})
+                self.losses.append({"dead": dead.clone(), "auxk": float(terms.auxk.detach()), "fired": terms.fired.clone()})
                 return terms
             return recorded
 
