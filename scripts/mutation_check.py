@@ -133,6 +133,11 @@ MUTATIONS = (
       "int(torch.triu(cos < threshold, diagonal=1).sum())", "int((cos < threshold).sum())", ("measure",)),
     M("a signed atom's pair needs one sign only", "sae_lite/evaluation/metrics.py",
       '"pair": share((plus > 0) & (minus > 0))', '"pair": share((plus > 0) | (minus > 0))', ("measure",)),
+    # the grid's rows (what the claims read)
+    M("grid row's k-sweep always at the training k", "sae_lite/study/runner.py",
+      "ks = {f: max(1, round(f * config.k))", "ks = {f: max(1, round(config.k))", ("stats",)),
+    M("grid row reports the probe's train accuracy", "sae_lite/study/runner.py",
+      '{f"probe_m{m}": v["test"] for', '{f"probe_m{m}": v["train"] for', ("stats",)),
     # statistics, claims and the weight rule
     M("std with ddof=0", "sae_lite/study/stats.py",
       "float(values.std(ddof=1))", "float(values.std(ddof=0))", ("stats",)),
