@@ -3,6 +3,7 @@
     python scripts/mutation_check.py                  # every mutation, each with its own tests
     python scripts/mutation_check.py --list           # the mutations and the tests each one runs
     python scripts/mutation_check.py --only k_sweep --only dead --all-tests
+    python scripts/mutation_check.py --only purity --tests tests/test_metrics.py::test_class_purity_by_hand
 
 Each mutation is one exact text replacement in a file of ``sae_lite/``. The working tree (the files git
 tracks or would track) is copied to a temporary folder once; a mutation is written into that copy
@@ -104,6 +105,8 @@ MUTATIONS = (
     M("AuxK picks alive latents", "sae_lite/core/penalties.py",
       'acts = torch.relu(pre.masked_fill(~dead, float("-inf")))',
       'acts = torch.relu(pre.masked_fill(dead, float("-inf")))', ("penalty",)),
+    M("signed AuxK picks by value, not magnitude", "sae_lite/core/penalties.py",
+      "index = pre.abs().masked_fill(~dead, -1.0)", "index = pre.masked_fill(~dead, -1.0)", ("penalty",)),
     M("AuxK never added to the dense loss", "sae_lite/core/loss.py",
       "    if config.auxk:\n", "    if False:\n", ("loop", "penalty")),
     M("sparse backend ignores the mask", "sae_lite/core/kernels.py",
@@ -120,6 +123,8 @@ MUTATIONS = (
       "fires = (a != 0).double()", "fires = (a > 0).double()", ("measure",)),
     M("weighted purity with signed mass", "sae_lite/evaluation/metrics.py",
       "mass = a.abs() if weighted else fires", "mass = a if weighted else fires", ("measure",)),
+    M("keep_top keeps every code", "sae_lite/evaluation/probes.py",
+      "m = min(m, codes.shape[1])", "m = codes.shape[1]", ("measure",)),
     M("keep_top by value, not magnitude", "sae_lite/evaluation/probes.py",
       "index = codes.abs().topk(m, dim=1).indices", "index = codes.topk(m, dim=1).indices", ("measure",)),
     M("r2_half_k evaluated at k", "sae_lite/evaluation/metrics.py",
@@ -161,7 +166,9 @@ MUTATIONS = (
 )
 
 
-def tests_of(mutation: Mutation, all_tests: bool) -> list[str]:
+def tests_of(mutation: Mutation, all_tests: bool, chosen: list[str] | None = None) -> list[str]:
+    if chosen:
+        return list(chosen)
     if all_tests:
         return list(ALL_TESTS)
     return list(dict.fromkeys(path for group in mutation.groups for path in GROUPS[group]))
@@ -204,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-tests", action="store_true",
                         help=f"run every test file of the check ({len(ALL_TESTS)}) for each mutation, "
                              "not only the mutation's own")
+    parser.add_argument("--tests", action="append", default=[], metavar="NODE",
+                        help="run these tests (pytest node ids, repeatable) instead of each mutation's own: "
+                             "does this one test catch these bugs?")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds one test run may take (default: %(default)s); a run past it counts as caught")
     parser.add_argument("--no-baseline", action="store_true",
@@ -215,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.list:
         for m in chosen:
-            print(f"{m.name}  [{m.path}]  ->  {' '.join(tests_of(m, args.all_tests))}")
+            print(f"{m.name}  [{m.path}]  ->  {' '.join(tests_of(m, args.all_tests, args.tests))}")
         return 0
 
     with tempfile.TemporaryDirectory(prefix="mutation-check-") as folder:
@@ -228,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the copy's tests would import sae_lite from {where}, not from the copy; stopping", file=sys.stderr)
             return 2
         if not args.no_baseline:
-            tests = list(dict.fromkeys(t for m in chosen for t in tests_of(m, args.all_tests)))
+            tests = list(dict.fromkeys(t for m in chosen for t in tests_of(m, args.all_tests, args.tests)))
             status, detail = run_tests(copy, tests, Path(folder) / "cache-baseline", args.timeout)
             if status != "passed":
                 print(f"the tests fail without any mutation ({detail}); fix them first", file=sys.stderr)
@@ -245,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             try:
                 target.write_text(original.replace(mutation.old, mutation.new))
-                status, detail = run_tests(copy, tests_of(mutation, args.all_tests), Path(folder) / f"cache-{i}",
+                status, detail = run_tests(copy, tests_of(mutation, args.all_tests, args.tests), Path(folder) / f"cache-{i}",
                                            args.timeout)
             finally:
                 target.write_text(original)
