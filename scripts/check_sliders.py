@@ -17,7 +17,9 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -120,29 +122,58 @@ async def check_page(devtools: DevTools, page: Path, shots: Path | None, timeout
 
 
 async def check(pages: list[Path], shots: Path | None, chromium: str) -> list[dict]:
-    """Start a headless Chromium, check every page, stop it."""
+    """Start a headless Chromium, check every page, stop it and remove its profile."""
     from tornado.websocket import websocket_connect
 
-    with tempfile.TemporaryDirectory() as profile:
-        process = subprocess.Popen([chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
-                                    "--remote-debugging-port=0", f"--user-data-dir={profile}",
-                                    "--window-size=1280,1000", "about:blank"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    profile = Path(tempfile.mkdtemp(prefix="check-sliders-"))
+    # its own session (process group), so that stopping it reaches every helper process it starts
+    process = subprocess.Popen([chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+                                "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                                "--window-size=1280,1000", "about:blank"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        for _ in range(200):
+            if port_file.is_file() and port_file.read_text().strip():
+                break
+            time.sleep(0.1)
+        port = port_file.read_text().split()[0]
+        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list").read())
+        url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+        devtools = DevTools(await websocket_connect(url, max_message_size=1 << 28))
+        await devtools.send("Page.enable")
+        return [result for page in pages for result in await check_page(devtools, page, shots)]
+    finally:
+        stop(process)
+        remove(profile)
+
+
+def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop Chromium, wait (up to ``timeout`` s) for it to exit, then kill what is left of its process
+    group: its helper processes may still write into the profile after the browser itself is gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            port_file = Path(profile) / "DevToolsActivePort"
-            for _ in range(200):
-                if port_file.is_file() and port_file.read_text().strip():
-                    break
-                time.sleep(0.1)
-            port = port_file.read_text().split()[0]
-            targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list").read())
-            url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
-            devtools = DevTools(await websocket_connect(url, max_message_size=1 << 28))
-            await devtools.send("Page.enable")
-            return [result for page in pages for result in await check_page(devtools, page, shots)]
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError):  # the whole group is gone already
+            pass
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def remove(profile: Path, tries: int = 50) -> None:
+    """Remove the browser profile, retrying while a late write refills a folder (``Directory not empty``);
+    a profile that still cannot be removed is left in the temporary folder, never an error."""
+    for _ in range(tries):
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    shutil.rmtree(profile, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,10 +48,28 @@ def test_budgets_are_k_hat_for_soft_and_the_l0_otherwise():
 
 
 def test_evaluate_reports_signed_usage_on_signed_planted_data():
+    """A dictionary that holds one signed atom as a +/- pair and another as a single flipped latent:
+    evaluate's counts equal loops over the cosines."""
     data = planted(n=600, d=16, n_atoms=48, n_classes=2, signed_fraction=0.5, seed=4)
-    scores = metrics.evaluate(SAE(16, 64, 4, activation="abstopk").eval(), data)
-    assert {"signed_atoms", "one_latent", "pair", "opposite_pairs", "budget_rank_corr"} <= set(scores)
-    assert np.isfinite(scores["ms_mean"])
+    sae = SAE(16, 64, 4, activation="abstopk").eval()
+    signed = (np.asarray(data.codes) < 0).any(0)
+    first, second = np.flatnonzero(signed)[:2]
+    with torch.no_grad():
+        atoms = torch.as_tensor(data.atoms)
+        sae.W_dec[0], sae.W_dec[1], sae.W_dec[2] = atoms[first], -atoms[first], -atoms[second]
+    scores = metrics.evaluate(sae, data)
+    W, A = sae.W_dec.detach().double().numpy(), np.asarray(data.atoms, float)
+    unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    cos, self_cos = unit(A) @ unit(W).T, unit(W) @ unit(W).T
+    plus = [(cos[a] > 0.9).sum() for a in np.flatnonzero(signed)]
+    minus = [(cos[a] < -0.9).sum() for a in np.flatnonzero(signed)]
+    assert scores["signed_atoms"] == signed.sum() >= 2
+    assert scores["opposite_pairs"] == sum(self_cos[i, j] < -0.9 for i in range(64) for j in range(i + 1, 64)) >= 1
+    assert scores["pair"] == pytest.approx(np.mean([p > 0 and m > 0 for p, m in zip(plus, minus)]))
+    assert scores["one_latent"] == pytest.approx(np.mean([p + m == 1 for p, m in zip(plus, minus)]))
+    assert scores["pair"] > 0 and scores["one_latent"] > 0
+    assert scores["missed"] == pytest.approx(np.mean([p + m == 0 for p, m in zip(plus, minus)]))
+    assert scores["latents_per_signed_atom"] == pytest.approx(np.mean(np.add(plus, minus)))
 
 
 def test_chapter_figures_and_slider_rows():

@@ -26,6 +26,22 @@ def test_compare_gives_means_difference_and_standard_error():
     assert compare(rows, "probe_m1", "ratio", "offsupport") == []       # control never run
 
 
+def test_a_difference_needs_two_standard_errors_computed_by_hand():
+    """Two seeds a side, each with sample standard deviation sqrt(0.02) (ddof = 1), so
+    SE = sqrt(0.02 / 2 + 0.02 / 2) = 0.1414: a difference of 0.25 (1.77 SE) is inconclusive, one of
+    0.45 (3.18 SE) supports "higher" and contradicts "lower"."""
+    control = [0.1, 0.3]
+    [near] = compare(rows_for({"ratio": [0.35, 0.55], "baseline": control}, "ms_mean"), "ms_mean", "ratio", "baseline")
+    assert near["std_t"] == pytest.approx(math.sqrt(0.02)) and near["se"] == pytest.approx(math.sqrt(0.02))
+    assert near["diff"] == pytest.approx(0.25)
+    assert stats.outcome(near, "higher") == stats.outcome(near, "lower") == "inconclusive"
+    [far] = compare(rows_for({"ratio": [0.55, 0.75], "baseline": control}, "ms_mean"), "ms_mean", "ratio", "baseline")
+    assert (stats.outcome(far, "higher"), stats.outcome(far, "lower")) == ("supports", "contradicts")
+    assert stats.verdict(["supports", "supports"]) == "holds"
+    assert stats.verdict(["supports", "inconclusive"]) == "mixed"
+    assert stats.verdict(["contradicts", "inconclusive"]) == "does not hold"
+
+
 PROBING = [CLAIMS["probing"]]
 
 

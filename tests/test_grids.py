@@ -18,6 +18,26 @@ def test_rule_weight_picks_the_largest_weight_within_tolerance():
     assert rule_weight([r for r in rows if r["method"] != "baseline"]) is None
 
 
+def test_rule_weight_averages_seeds_and_keeps_a_weight_exactly_at_the_tolerance():
+    """Baseline mean 0.75, tolerance 0.25: the floor is 0.5 (numbers exact in binary). Weight 0.1 averages
+    exactly 0.5 over its seeds and qualifies; 0.3 averages 0.375 (its best seed alone would qualify)."""
+    rows = [{"method": "baseline", "weight": 0.0, "r2_vw": v} for v in (0.5, 1.0)]
+    rows += [{"method": "ratio", "weight": w, "r2_vw": v}
+             for w, values in {0.01: (1.0, 1.0), 0.1: (0.25, 0.75), 0.3: (0.5, 0.25)}.items() for v in values]
+    assert rule_weight(rows, tolerance=0.25) == 0.1
+    assert rule_weight(rows, tolerance=0.125) == 0.01
+
+
+def test_pick_weights_reads_each_penalty_s_own_rows_and_falls_back_to_the_smallest_weight():
+    quick = PROFILE_SETTINGS["quick"]
+    rows = [{"method": "baseline", "penalty": "none", "weight": 0.0, "r2_vw": 0.75}]
+    for penalty, by_weight in {"ratio": {0.001: 0.75, 0.01: 0.0}, "offsupport": {0.001: 0.0, 0.01: 1.0}}.items():
+        rows += [{"method": penalty, "penalty": penalty, "weight": w, "r2_vw": v} for w, v in by_weight.items()]
+    assert weights.pick_weights(rows, ("ratio", "offsupport"), quick) == {"ratio": 0.001, "offsupport": 0.01}
+    worse = [dict(r, r2_vw=0.0) if r["penalty"] == "offsupport" else r for r in rows]
+    assert weights.pick_weights(worse, ("offsupport",), quick) == {"offsupport": min(weights.sweep_weights(quick))}
+
+
 def test_with_reference_repeats_the_baseline_for_every_slider_value():
     rows = [{"method": "ratio", "weight": w} for w in (0.01, 0.1)]
     out = grids.with_reference(rows, [{"method": "baseline", "weight": 0.0}], "weight")

@@ -71,10 +71,34 @@ def test_sparse_weights_equal_dense_after_steps(case):
         assert not torch.equal(p, sae.get_parameter(name))  # the steps moved it
 
 
-def test_penalty_block_is_restricted_to_batch_active_units():
+@pytest.mark.parametrize("name", ["offsupport", "ratio"])
+def test_penalty_block_is_restricted_to_batch_active_units(name):
+    """The sparse backend's masked penalty is the penalty of the batch-active columns alone (written here
+    with autograd on just those columns): same value, same encoder gradient, none on the other rows;
+    unmasked, the gradient reaches other rows too."""
     config, x, sae, dead = _setup("ratio")
-    index = kernels.top_k(sae.pre_activations(x).detach(), K)[1]
-    assert len(index.unique()) < N  # so the masked path runs on a strict subset of columns
+    config = replace(config, penalty=name, weight=1.0, backend="sparse")
+    pre = sae.pre_activations(x).detach()
+    support = torch.zeros_like(pre, dtype=torch.bool).scatter_(1, kernels.top_k(pre, K)[1], True)
+    active = support.any(0)
+    assert 0 < int(active.sum()) < N  # so the masked path runs on a strict subset of columns
+
+    W_enc = sae.W_enc.detach().clone().requires_grad_()
+    acts = torch.relu((x - sae.b_pre.detach()) @ W_enc.T + sae.b_enc.detach())[:, active]
+    reference = penalties.get(name)(acts, support[:, active], masked=False)
+    reference.backward()
+
+    def penalty_grad(masked: bool):
+        terms, grads = _grads(sae, replace(config, masked=masked), x, dead)
+        _, without = _grads(sae, replace(config, weight=0.0, masked=masked), x, dead)
+        return terms.penalty, grads["W_enc"] - without["W_enc"]
+
+    value, grad = penalty_grad(masked=True)
+    torch.testing.assert_close(value, reference.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grad, W_enc.grad, rtol=1e-8, atol=1e-10)
+    assert torch.all(grad[~active] == 0) and grad[active].abs().sum() > 0
+    _, unmasked = penalty_grad(masked=False)
+    assert unmasked[~active].abs().sum(1).gt(0).any()
 
 
 def test_top_k_matches_the_selection_rule_with_ties_at_zero():

@@ -85,9 +85,26 @@ def test_auxk_uses_only_dead_latents_and_is_zero_without_them():
     dead[[2, 7]] = True
     loss = auxk(pre, residual, W, dead, 3)
     loss.backward()
-    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(auxk_by_loop(pre, residual, W, [2, 7], 3), rel=1e-6)
     alive = ~dead
-    assert torch.all(pre.grad[:, alive] == 0)
+    assert torch.all(pre.grad[:, alive] == 0) and pre.grad[:, dead].abs().sum() > 0
+    dead[[0, 4, 9]] = True                    # five dead latents, two of them per input (k_aux = 2)
+    for signed in (False, True):
+        assert auxk(pre, residual, W, dead, 2, signed=signed).item() == pytest.approx(
+            auxk_by_loop(pre, residual, W, [0, 2, 4, 7, 9], 2, signed), rel=1e-6)
+
+
+def auxk_by_loop(pre, residual, W, dead: list[int], k_aux: int, signed: bool = False) -> float:
+    """AuxK written out: per input, the k_aux dead latents with the largest ReLU(pre) (signed: |pre|, sign
+    kept) reconstruct the residual; the squared error over the residual's total variance."""
+    pre, residual, W = pre.detach().double(), residual.double(), W.double()
+    error = 0.0
+    for b in range(pre.shape[0]):
+        score = {j: (abs(pre[b, j]) if signed else max(pre[b, j], 0.0)) for j in dead}
+        chosen = sorted(dead, key=lambda j: -score[j])[:k_aux]
+        estimate = sum((pre[b, j] if signed else score[j]) * W[j] for j in chosen)
+        error += float((estimate - residual[b]).square().sum())
+    return error / float((residual - residual.mean(0)).square().sum())
 
 
 def test_registry_rejects_unknown_names():

@@ -45,6 +45,23 @@ def test_run_grid_rows_and_cache(cache, monkeypatch):
     assert [r["r2_x4"] for r in again] == [r["r2_x4"] for r in rows]
 
 
+def test_a_grid_row_reports_the_k_sweep_and_probes_of_its_own_run(cache):
+    """The row's r2_x{f} and probe_m{m} (what the inference-k and probing claims read) equal the k-sweep at
+    k' = f * k and the truncated probe at m, recomputed here from the run directory."""
+    from sae_lite.evaluation import metrics, probes, runs
+
+    [row] = run_grid("planted", [METHODS["baseline"]], ks=[4], seeds=(0,), profile=TINY, probe_ms=(1, 2), n_latents=64)
+    run = runs.load_run(row["path"])
+    train_set, test_set = results.load_split(run.data)
+    sweep = metrics.k_sweep(run.sae, test_set.x, [1, 2, 4, 8, 16])
+    for factor, k in (("0.25", 1), ("0.5", 2), ("1", 4), ("2", 8), ("4", 16)):
+        assert row[f"r2_x{factor}"] == pytest.approx(sweep[k], abs=1e-9)
+    assert row["r2_x0.25"] < row["r2_x1"]
+    codes_train, codes_test = (metrics.encode_all(run.sae, s.x)[0] for s in (train_set, test_set))
+    probe = probes.truncated_probe(codes_train, train_set.labels, codes_test, test_set.labels, [1, 2])
+    assert (row["probe_m1"], row["probe_m2"]) == pytest.approx((probe[1]["test"], probe[2]["test"]))
+
+
 def test_a_changed_setting_is_a_new_run(cache):
     a = run_grid("planted", [METHODS["baseline"]], ks=[4], seeds=(0,), profile=TINY, n_latents=64)
     b = run_grid("planted", [METHODS["baseline"]], ks=[4], seeds=(0,), profile=TINY, n_latents=32)
