@@ -27,6 +27,7 @@ from sae_lite.data.backbones import BACKBONES, check_resolution
 from sae_lite.data.embed import embed_images, open_source
 from sae_lite.device import resolve_device
 from sae_lite.errors import SaeLiteError
+from sae_lite.files import strict_json
 from sae_lite.study.paper import grid
 from sae_lite.study.profiles import PROFILES, active_profile
 from sae_lite.study.reproduce import reproduce
@@ -75,12 +76,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = train_run(config, args.data, args.out, overwrite=args.overwrite, test_fraction=args.test_fraction,
                     split_seed=args.split_seed)
     if distributed.is_main():
-        print(json.dumps({"out": str(run.path), **run.metrics}, indent=2))
+        print(strict_json({"out": str(run.path), **run.metrics}))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    print(json.dumps(evaluate_run(args.run, ks=args.k, ms=args.probe, data=args.data), indent=2))
+    print(strict_json(evaluate_run(args.run, ks=args.k, ms=args.probe, data=args.data)))
     return 0
 
 
@@ -164,7 +165,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     """Train or load the grid, write its tables and cards (the study), then its figures (the book)."""
     result = reproduce(grid(args.profile or active_profile().name, args.data), args.out)
     write_figures(args.out / "figures", result.rows)
-    print(json.dumps(result.summary, indent=2))
+    print(strict_json(result.summary))
     return 0
 
 

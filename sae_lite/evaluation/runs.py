@@ -26,7 +26,7 @@ from sae_lite import __version__
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.sae import SAE
 from sae_lite.errors import SaeLiteError
-from sae_lite.files import write_dir, write_json
+from sae_lite.files import nan_for_null, write_dir, write_json
 
 
 class Run(NamedTuple):
@@ -67,5 +67,5 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     sae = SAE(**arch)  # d, n_latents, k, activation and the rule's own settings (`SAE.config`)
     sae.load_state_dict(load_file(path / "sae.safetensors"))
     metrics_file = path / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics = nan_for_null(json.loads(metrics_file.read_text())) if metrics_file.is_file() else {}  # null: NaN
     return Run(sae.to(device).eval(), config, meta.get("data", {}), metrics, path)
