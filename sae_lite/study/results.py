@@ -20,11 +20,11 @@ from sae_lite.cache import cache_dir, result_code_hash
 from sae_lite.core import distributed
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.train import train
-from sae_lite.data import catalog
+from sae_lite.data import catalog, stream
 from sae_lite.data.datasets import Dataset
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import card, metrics, probes, runs
-from sae_lite.files import check_writable, write_json
+from sae_lite.files import check_writable, nan_for_null, write_json
 
 
 def data_spec(name: str, test_fraction: float = 0.2, split_seed: int = 0, **kwargs) -> dict:
@@ -86,11 +86,33 @@ def default_ks(k: int) -> list[int]:
     return sorted({max(1, k // 4), max(1, k // 2), k, 2 * k, 4 * k})
 
 
+def spec_of(data: dict) -> dict:
+    """The data spec (`data_spec`) inside a run's data record (config.json's ``data``), JSON-normalised."""
+    return json.loads(json.dumps({key: data[key] for key in ("name", "test_fraction", "split_seed", "kwargs")
+                                  if key in data}))
+
+
+def fingerprint(*datasets: Dataset) -> str:
+    """A short hash of the contents of ``datasets``: their shapes, up to 1024 evenly spaced rows of each
+    and their labels (cheap on a store of millions of rows, and different for other data)."""
+    digest = hashlib.sha256()
+    for dataset in datasets:
+        rows = np.unique(np.linspace(0, dataset.n - 1, min(dataset.n, 1024)).astype(np.int64))
+        digest.update(repr(tuple(dataset.x.shape)).encode() + stream.take_rows(dataset.x, rows).tobytes())
+        if dataset.labels is not None:
+            digest.update(np.ascontiguousarray(dataset.labels).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[int] | None = None,
                  data: str | None = None) -> dict:
-    """R^2 for each inference k' and truncated-probe accuracy for each m; written to evaluation.json."""
+    """R^2 for each inference k' and truncated-probe accuracy for each m; written to evaluation.json.
+
+    The result records what it was computed on (``computed_on``: the data spec, a `fingerprint` of
+    the split, the k' and the m), so that `saved_evaluation` reuses it only for the same data.
+    """
     run = runs.load_run(path)
-    spec = run.data if data is None else data_spec(data)
+    spec = spec_of(run.data if data is None else data_spec(data))
     train_set, test_set = load_split(spec)
     if train_set.d != run.sae.d:
         raise SaeLiteError(f"the run's SAE expects d={run.sae.d} but {spec['name']} has d={train_set.d}; "
@@ -107,5 +129,43 @@ def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[
         result["probe_by_m"] = {str(m): v for m, v in probe.items()}
     elif ms:
         result["probe_skipped"] = "the data has no single-label classes to probe"
+    result["computed_on"] = {"data": spec, "own_data": spec == spec_of(run.data),
+                             "fingerprint": fingerprint(train_set, test_set), "ks": list(ks), "ms": list(ms or [])}
     write_json(Path(path) / "evaluation.json", result)
     return result
+
+
+def saved_evaluation(path: str | os.PathLike, ks: list[int], ms: list[int], data: dict) -> dict | None:
+    """The run's evaluation.json when it was computed on ``data`` (a data spec: the run's own, by
+    default) and covers the k' ``ks`` and the probes ``ms``; else None (compute it again).
+
+    An evaluation.json computed on other data (``evaluate RUN --data OTHER``) or written before it
+    recorded its data is never reused; a metric that could not be computed (null) reads as NaN.
+    """
+    saved = Path(path) / "evaluation.json"
+    if not saved.is_file():
+        return None
+    evaluation = json.loads(saved.read_text())
+    basis = evaluation.get("computed_on", {})
+    if basis.get("data") != spec_of(data):
+        return None
+    covered_k, covered_m = set(basis.get("ks", [])), set(basis.get("ms", []))
+    if not set(ks) <= covered_k or not (set(ms) <= covered_m or "probe_skipped" in evaluation):
+        return None
+    evaluation["r2_by_k"] = nan_for_null(evaluation["r2_by_k"])
+    return evaluation
+
+
+def other_data_note(path: str | os.PathLike, data: dict) -> str | None:
+    """One line when the run's evaluation.json holds an evaluation on data other than ``data``."""
+    saved = Path(path) / "evaluation.json"
+    if not saved.is_file():
+        return None
+    try:
+        other = json.loads(saved.read_text()).get("computed_on", {}).get("data")
+    except ValueError:
+        return None  # a damaged file is recomputed; the damage itself is reported where it is read
+    if other == spec_of(data):
+        return None
+    where = "data it does not record" if other is None else f"other data ({other.get('name')})"
+    return f"{saved} was computed on {where}; evaluating again on {spec_of(data)['name']}"
