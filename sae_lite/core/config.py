@@ -25,8 +25,8 @@ class TrainConfig:
 
     k: int = _doc(16, "latents kept per input during training (the budget)")
     n_latents: int = _doc(512, "dictionary size N", flag="latents")
-    activation: str = _doc("topk", "selection rule: one of sae_lite.core.sparsity.SELECTIONS")
-    penalty: str = _doc("none", "sparsity penalty before selection: none, offsupport or ratio")
+    activation: str = _doc("topk", f"selection rule: {', '.join(sparsity.SELECTIONS)}")
+    penalty: str = _doc("none", f"sparsity penalty before selection: {', '.join(penalties.PENALTIES)}")
     weight: float = _doc(0.0, "weight of the penalty in the loss: > 0 with a penalty, 0 without one")
     masked: bool = _doc(True, "restrict the penalty to batch-active units (False: the ablation)", flag="mask")
     auxk: bool = _doc(True, "add the AuxK loss that revives dead latents (Gao et al. 2024)")

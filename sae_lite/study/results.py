@@ -45,12 +45,19 @@ def config_hash(config: TrainConfig, spec: dict) -> str:
 
 
 def train_run(config: TrainConfig, data: str | dict, out: str | os.PathLike, overwrite: bool = False,
-              test_fraction: float = 0.2, split_seed: int = 0, progress: bool | None = None) -> runs.Run:
-    """Train ``config`` on ``data`` and write the run directory ``out`` with all metrics."""
+              test_fraction: float = 0.2, split_seed: int = 0, progress: bool | None = None,
+              checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
+              resume: bool = False) -> runs.Run:
+    """Train ``config`` on ``data`` and write the run directory ``out`` with all metrics.
+
+    ``checkpoint``, ``checkpoint_every``, ``resume``: as in `sae_lite.core.train.train` (the training
+    state every N steps; a resumed run ends equal to an uninterrupted one).
+    """
     out = check_writable(out, overwrite)
     spec = data if isinstance(data, dict) else data_spec(data, test_fraction, split_seed)
     train_set, test_set = load_split(spec)
-    sae, history = train(config, train_set, progress=progress)
+    sae, history = train(config, train_set, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                         resume=resume, progress=progress)
     if not distributed.is_main():  # under torchrun, rank 0 evaluates and writes the run directory
         distributed.barrier()
         return runs.load_run(out)
