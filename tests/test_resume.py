@@ -22,14 +22,17 @@ from sae_lite.data import write_store
 from sae_lite.study import paper
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--steps", "30", "--latents", "32", "--k", "4", "--batch-size", "64", "--log-every", "5", "--b-pre-init", "mean"]
+# --dead-after 256: latents die and AuxK revives them within the run, so the resumed state must hold the counters
+FAST = ["--steps", "30", "--latents", "32", "--k", "4", "--batch-size", "64", "--log-every", "5", "--b-pre-init", "mean",
+        "--dead-after", "256"]
 
 
 @pytest.fixture()
 def store(tmp_path):
-    """A small embedding store: training on it takes a fraction of a second."""
+    """A small embedding store (fast to train on) of rank 2, on which many latents die within a run."""
     rng = np.random.default_rng(0)
-    return write_store(tmp_path / "store", rng.standard_normal((400, 16)).astype(np.float32), np.arange(400) % 4)
+    x = rng.standard_normal((400, 2)) @ rng.standard_normal((2, 16))
+    return write_store(tmp_path / "store", x.astype(np.float32), np.arange(400) % 4)
 
 
 def run_cli(capsys, *argv):
@@ -38,8 +41,9 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
-def interrupt_at(monkeypatch, step: int) -> None:
-    """Make training raise KeyboardInterrupt (Ctrl-C) when it is about to take step ``step`` (0-based)."""
+def interrupt_at(monkeypatch, step: int | None) -> list:
+    """Make training raise KeyboardInterrupt (Ctrl-C) when it is about to take step ``step`` (0-based;
+    None: never); returns the list that counts the steps taken."""
     real, calls = training.train_step, []
 
     def step_or_interrupt(*args, **kwargs):
@@ -48,6 +52,7 @@ def interrupt_at(monkeypatch, step: int) -> None:
         calls.append(1)
         return real(*args, **kwargs)
     monkeypatch.setattr(training, "train_step", step_or_interrupt)
+    return calls
 
 
 def test_an_interrupted_train_resumes_to_the_uninterrupted_result(tmp_path, store, capsys, monkeypatch):
@@ -62,9 +67,13 @@ def test_an_interrupted_train_resumes_to_the_uninterrupted_result(tmp_path, stor
     assert not (tmp_path / "part").exists()                          # no run directory from a half run
     assert json.loads((tmp_path / "ckpt" / "state.json").read_text())["step"] == 20
 
-    code, resumed, _ = run_cli(capsys, "train", "--data", store, *FAST, "--checkpoint", tmp_path / "ckpt",
-                               "--checkpoint-every", "10", "--resume", "--out", tmp_path / "part")
-    assert code == 0
+    with monkeypatch.context() as patch:
+        steps = interrupt_at(patch, None)
+        code, resumed, _ = run_cli(capsys, "train", "--data", store, *FAST, "--checkpoint", tmp_path / "ckpt",
+                                   "--checkpoint-every", "10", "--resume", "--out", tmp_path / "part")
+    assert code == 0 and len(steps) == 10     # it continued from step 20: it did not start again
+    history = json.loads((tmp_path / "whole" / "history.json").read_text())
+    assert max(history["dead"]) > 0           # latents died: the resumed dead-latent counters mattered
     a, b = load_file(tmp_path / "whole" / "sae.safetensors"), load_file(tmp_path / "part" / "sae.safetensors")
     assert a.keys() == b.keys() and all((a[key] == b[key]).all() for key in a)      # bitwise the same weights
     for name in ("metrics.json", "history.json"):
