@@ -106,6 +106,10 @@ def test_a_resume_with_other_settings_or_data_is_refused(tmp_path, store, capsys
     code, _, err = run_cli(capsys, "train", "--data", store, *FAST, "--test-fraction", "0.5", "--checkpoint", tmp_path / "ckpt",
                            "--resume", "--out", tmp_path / "run")
     assert code == 2 and "other data" in err
+    state = (tmp_path / "ckpt" / "state.safetensors").read_bytes()
+    code, _, err = run_cli(capsys, "train", "--data", store, *FAST, "--checkpoint", tmp_path / "ckpt", "--out", tmp_path / "run")
+    assert code == 2 and "pass --resume" in err and err.count("\n") == 1   # not silently started over
+    assert (tmp_path / "ckpt" / "state.safetensors").read_bytes() == state
     assert not (tmp_path / "run").exists()
 
 

@@ -133,6 +133,9 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     if resume and (checkpoint is None or not (Path(checkpoint) / "state.safetensors").is_file()):
         raise SaeLiteError(f"nothing to resume in {checkpoint} (no state.safetensors); start the run with "
                            f"--checkpoint {checkpoint or 'DIR'} and without --resume first")
+    if not resume and checkpoint is not None and (Path(checkpoint) / "state.safetensors").is_file():
+        raise SaeLiteError(f"{checkpoint} already holds the training state of a run; pass --resume to continue it, "
+                           "or another --checkpoint DIR (or delete this one) to start over")
     if checkpoint_every < 1:
         raise SaeLiteError(f"checkpoint_every must be >= 1 step, got {checkpoint_every}")
     check(config)
