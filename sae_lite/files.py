@@ -59,9 +59,10 @@ def _plain(value):
     return value
 
 
-def strict_json(value, indent: int | None = 2) -> str:
-    """``value`` as strict JSON: NaN and infinities become ``null``, numpy scalars plain numbers."""
-    return json.dumps(_plain(value), indent=indent, allow_nan=False, default=lambda other: _plain(float(other)))
+def strict_json(value, indent: int | None = 2, default: Callable = float) -> str:
+    """``value`` as strict JSON: NaN and infinities become ``null``, numpy scalars plain numbers; any
+    other object is converted by ``default`` (float: a tensor's scalar; str: a path, for provenance)."""
+    return json.dumps(_plain(value), indent=indent, allow_nan=False, default=lambda other: _plain(default(other)))
 
 
 def nan_for_null(values: dict) -> dict:
@@ -69,9 +70,9 @@ def nan_for_null(values: dict) -> dict:
     return {key: math.nan if value is None else value for key, value in values.items()}
 
 
-def write_json(path: str | os.PathLike, value, indent: int | None = 2) -> Path:
+def write_json(path: str | os.PathLike, value, indent: int | None = 2, default: Callable = float) -> Path:
     """``value`` as strict JSON (`strict_json`), atomically."""
-    return write_atomic(path, strict_json(value, indent) + "\n")
+    return write_atomic(path, strict_json(value, indent, default) + "\n")
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:

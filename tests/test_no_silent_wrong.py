@@ -143,6 +143,13 @@ def test_write_json_writes_null_for_what_is_not_a_number(tmp_path):
     assert strict_load(strict_json(value)) == strict_load(text)
 
 
+def test_a_store_meta_is_strict_json(tmp_path):
+    x = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    write_store(tmp_path / "store", x, meta={"accuracy": math.nan, "source": tmp_path / "images"})
+    meta = strict_load((tmp_path / "store" / "meta.json").read_text())
+    assert meta["accuracy"] is None and meta["source"] == str(tmp_path / "images")
+
+
 def test_train_writes_and_prints_strict_json(tmp_path, capsys):
     """A Top-k run on planted data has a constant L0, so its l0_rank_corr cannot be computed (NaN)."""
     code, out, _ = run_cli(capsys, "train", "--data", "planted", *FAST, "--out", tmp_path / "run")

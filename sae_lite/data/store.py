@@ -19,7 +19,7 @@ import numpy as np
 
 from sae_lite.data.datasets import Dataset, check_finite
 from sae_lite.errors import SaeLiteError
-from sae_lite.files import write_dir
+from sae_lite.files import write_dir, write_json
 
 STORE_FORMAT = "sae-lite-store/1"
 
@@ -46,7 +46,7 @@ def write_store(path: str | os.PathLike, x: np.ndarray, labels: np.ndarray | Non
             np.save(tmp / "labels.npy", np.asarray(labels))
         if images is not None:
             np.save(tmp / "images.npy", images)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        write_json(tmp / "meta.json", meta, default=str)   # strict JSON: a NaN becomes null
 
     return write_dir(path, write, overwrite=True)
 
