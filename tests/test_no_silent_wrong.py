@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sae_lite.book import boxes
+from sae_lite.book.rows import history_rows
 from sae_lite.cli import main
 from sae_lite.core.config import TrainConfig
 from sae_lite.data import write_store
@@ -190,3 +191,9 @@ def test_claims_json_reads_back_with_its_unknown_spreads(tmp_path):
     read = strict_load(write_json(tmp_path / "claims.json", written).read_text())
     assert read[0]["parts"][0]["std_t"] is None and read[0]["parts"][0]["se"] is None
     assert claims.to_markdown(read) == claims.to_markdown(written)
+
+
+def test_a_null_in_a_history_reads_back_as_nan(tmp_path):
+    write_json(tmp_path / "history.json", {"step": [1, 2], "loss": [math.nan, 0.5], "fvu": [0.9, 0.4]})
+    steps = history_rows([{"method": "baseline", "k": 4, "path": str(tmp_path)}])
+    assert math.isnan(steps[0]["loss"]) and steps[1]["loss"] == 0.5 and steps[0]["fvu"] == 0.9
