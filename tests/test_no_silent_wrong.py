@@ -191,6 +191,10 @@ def test_claims_json_reads_back_with_its_unknown_spreads(tmp_path):
     read = strict_load(write_json(tmp_path / "claims.json", written).read_text())
     assert read[0]["parts"][0]["std_t"] is None and read[0]["parts"][0]["se"] is None
     assert claims.to_markdown(read) == claims.to_markdown(written)
+    rows = [{**row, "ms_mean": math.nan} for row in one_seed_rows()]   # MS undefined everywhere: a NaN difference
+    written = claims.evaluate_claims(rows)
+    read = strict_load(write_json(tmp_path / "claims.json", written).read_text())
+    assert claims.to_markdown(read) == claims.to_markdown(written) and "nan" in claims.to_markdown(read)
 
 
 def test_a_null_in_a_history_reads_back_as_nan(tmp_path):

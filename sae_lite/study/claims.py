@@ -107,7 +107,7 @@ def verdict_text(result: dict) -> str:
 
 def reading(result: dict) -> str:
     """One plain sentence: how many parts support the claim, and which ones go against it or are unclear."""
-    parts = result["parts"]
+    parts = [nan_for_null(p) for p in result["parts"]]  # as read back from claims.json: null is NaN
     def named(kind: str) -> str:
         chosen = [p for p in parts if p["outcome"] == kind]
         return ", ".join(f"{p['metric']} ({p['treatment']} vs {p['control']}, k={p.get('k', '?')}: "
