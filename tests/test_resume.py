@@ -152,7 +152,8 @@ def reproduce_here(out: Path, cache: Path, monkeypatch) -> None:
 
 
 def finished_runs(cache: Path) -> int:
-    return len(list((cache / "runs").glob("*/metrics.json")))
+    """Run directories in the cache (not their hidden temporary siblings, which pathlib's glob matches too)."""
+    return sum(not path.parent.name.startswith(".") for path in (cache / "runs").glob("*/metrics.json"))
 
 
 def without_paths(csv: str, cache: Path) -> str:
@@ -168,6 +169,9 @@ def test_reproduce_killed_with_sigkill_finishes_with_the_uninterrupted_results(t
     assert killed.wait(30) == -signal.SIGKILL
     done_before = finished_runs(tmp_path / "cache")
     assert 2 <= done_before < 4 and not (tmp_path / "out" / "results.csv").exists()   # killed mid-grid
+    for entry in (tmp_path / "cache" / "runs").iterdir():   # no half entry: a run directory is whole or absent
+        if not entry.name.startswith("."):                 # (a hidden temporary sibling may be left behind)
+            assert {"sae.safetensors", "config.json", "metrics.json", "card.md"} <= {f.name for f in entry.iterdir()}
 
     again = reproduce_process(tmp_path / "out", tmp_path / "cache")
     reproduce_here(tmp_path / "whole", tmp_path / "cache-whole", monkeypatch)
