@@ -86,6 +86,8 @@ def test_an_evaluation_is_reused_only_for_its_data_and_budgets(cache):
     write_json(results.Path(path) / "evaluation.json", evaluation)
     assert results.saved_evaluation(path, [4], [1], spec) is None
     assert "data it does not record" in results.other_data_note(path, spec)
+    (results.Path(path) / "evaluation.json").write_text('{"r2_by_k": {"4": 0.')   # cut short: computed again
+    assert results.saved_evaluation(path, [4], [1], spec) is None and results.other_data_note(path, spec) is None
 
 
 def test_the_fingerprint_tells_data_apart(small_planted):

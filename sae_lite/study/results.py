@@ -146,15 +146,19 @@ def saved_evaluation(path: str | os.PathLike, ks: list[int], ms: list[int], data
     """The run's evaluation.json when it was computed on ``data`` (a data spec: the run's own, by
     default) and covers the k' ``ks`` and the probes ``ms``; else None (compute it again).
 
-    An evaluation.json computed on other data (``evaluate RUN --data OTHER``) or written before it
-    recorded its data is never reused; a metric that could not be computed (null) reads as NaN.
+    An evaluation.json computed on other data (``evaluate RUN --data OTHER``), written before it
+    recorded its data, or not readable as JSON is never reused (it is derived: computing it again
+    replaces it); a metric that could not be computed (null) reads as NaN.
     """
     saved = Path(path) / "evaluation.json"
     if not saved.is_file():
         return None
-    evaluation = json.loads(saved.read_text())
-    basis = evaluation.get("computed_on", {})
-    if basis.get("data") != spec_of(data):
+    try:
+        evaluation = json.loads(saved.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    basis = evaluation.get("computed_on", {}) if isinstance(evaluation, dict) else {}
+    if basis.get("data") != spec_of(data) or not isinstance(evaluation.get("r2_by_k"), dict):
         return None
     covered_k, covered_m = set(basis.get("ks", [])), set(basis.get("ms", []))
     if not set(ks) <= covered_k or not (set(ms) <= covered_m or "probe_skipped" in evaluation):
@@ -170,8 +174,8 @@ def other_data_note(path: str | os.PathLike, data: dict) -> str | None:
         return None
     try:
         other = json.loads(saved.read_text()).get("computed_on", {}).get("data")
-    except ValueError:
-        return None  # a damaged file is recomputed; the damage itself is reported where it is read
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None  # a damaged file is simply computed again
     if other == spec_of(data):
         return None
     where = "data it does not record" if other is None else f"other data ({other.get('name')})"
