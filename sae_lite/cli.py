@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields
@@ -27,6 +28,7 @@ from sae_lite.data.backbones import BACKBONES, check_resolution
 from sae_lite.data.embed import embed_images, open_source
 from sae_lite.device import resolve_device
 from sae_lite.errors import SaeLiteError, show_warning_line
+from sae_lite.files import strict_json
 from sae_lite.study.paper import grid
 from sae_lite.study.profiles import PROFILES, active_profile
 from sae_lite.study.reproduce import reproduce
@@ -58,7 +60,32 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(f"--no-{flag}", dest=field.name, action="store_false", help=f"do not {field.metadata['help']}")
         else:
             parser.add_argument(f"--{flag}", dest=field.name, type=kind, default=field.default,
-                                help=f"{field.metadata['help']} (default: {field.default})")
+                                help=field.metadata["help"])  # `Help` adds the default
+
+
+class Help(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless the text already states it in words or there
+    is none to show (a flag, a required option, a default of None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, argparse.SUPPRESS) or isinstance(action.default, bool)
+                or action.required or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+ENVIRONMENT = """environment variables:
+  SAE_LITE_PROFILE    quick, default or paper: how much work reproduce and the book's chapters do
+                      (steps, seeds, data size); --profile overrides it (default: default)
+  SAE_LITE_DATA       the data the book's chapters train on: planted, digits or an embedding store
+                      directory (default: planted)
+  SAE_LITE_CACHE      where trained runs, evaluations and embedding stores are cached
+                      (default: .cache/sae-lite in the source checkout, else in the working directory)
+  SAE_LITE_JOBS       how many runs of a grid train at once, one process each
+                      (default: one per CPU core; 1 when a CUDA GPU is present)
+  SAE_LITE_DOWNLOADS  where Fashion-MNIST is downloaded to when it is not installed
+                      (default: ~/.cache/sae-lite/downloads)"""
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -72,31 +99,44 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # validates before any work
     check(config)                    # the backend, and under torchrun a config it can train
+    if args.resume and args.checkpoint is None:
+        raise SaeLiteError("--resume continues from a checkpoint: pass the --checkpoint DIR the run was started with")
+    if args.checkpoint_every < 1:
+        raise SaeLiteError(f"--checkpoint-every must be >= 1 step, got {args.checkpoint_every}")
     run = train_run(config, args.data, args.out, overwrite=args.overwrite, test_fraction=args.test_fraction,
-                    split_seed=args.split_seed)
+                    split_seed=args.split_seed, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                    resume=args.resume)
     if distributed.is_main():
-        print(json.dumps({"out": str(run.path), **run.metrics}, indent=2))
+        print(strict_json({"out": str(run.path), **run.metrics}))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    print(json.dumps(evaluate_run(args.run, ks=args.k, ms=args.probe, data=args.data), indent=2))
+    print(strict_json(evaluate_run(args.run, ks=args.k, ms=args.probe, data=args.data)))
     return 0
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    train = sub.add_parser("train", help="train an SAE and write a run directory")
+    train = sub.add_parser("train", help="train an SAE and write a run directory", formatter_class=Help)
     train.add_argument("--data", default="planted",
                        help="planted, planted-signed, digits, fashion-mnist or an embedding store directory")
     train.add_argument("--out", required=True, type=Path, help="the run directory to create")
     train.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     train.add_argument("--test-fraction", type=float, default=0.2, help="share of the data held out for metrics")
     train.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split")
+    train.add_argument("--checkpoint", type=Path, metavar="DIR", default=None,
+                       help="save the training state (weights, optimiser, step, dead-latent counters) in DIR "
+                            "every --checkpoint-every steps and at the end (default: no checkpoint)")
+    train.add_argument("--checkpoint-every", type=int, metavar="N", default=500, help="steps between two checkpoints")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run from its --checkpoint DIR, with the same options: "
+                            "the result equals an uninterrupted run's")
     add_config_options(train)
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="R^2 under other inference k and truncated linear probes")
-    evaluate.add_argument("run", type=Path, help="a run directory written by `train`")
+    evaluate = sub.add_parser("evaluate", help="R^2 under other inference k and truncated linear probes",
+                              formatter_class=Help)
+    evaluate.add_argument("run", type=Path, help="a run directory written by train")
     evaluate.add_argument("--k", type=_int_list, default=None,
                           help="inference budgets, e.g. 8,16,32,64 (default: k/4,k/2,k,2k,4k)")
     evaluate.add_argument("--probe", type=_int_list, default=[1, 2, 4, 8], help="probe budgets m (default: 1,2,4,8)")
@@ -127,8 +167,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def add_embed(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed images (a folder, Open Images or Fashion-MNIST) into an embedding store",
-                       description="Run a vision backbone over ROOT/<class>/<image>, Open Images or "
-                                   "Fashion-MNIST and write an embedding store; an interrupted run resumes.")
+                       description=textwrap.fill("Run a vision backbone over ROOT/<class>/<image>, Open Images "
+                                                 "or Fashion-MNIST and write an embedding store; an interrupted "
+                                                 "run resumes."),
+                       formatter_class=Help)
     p.add_argument("--backbone", required=True, help=f"one of: {', '.join(BACKBONES)}")
     p.add_argument("--images", required=True, metavar="DIR|fashion-mnist",
                    help="ROOT/<class>/<image>, a flat folder, the Open Images folder of <ImageID>.jpg, a folder "
@@ -164,12 +206,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     """Train or load the grid, write its tables and cards (the study), then its figures (the book)."""
     result = reproduce(grid(args.profile or active_profile().name, args.data), args.out)
     write_figures(args.out / "figures", result.rows)
-    print(json.dumps(result.summary, indent=2))
+    print(strict_json(result.summary))
     return 0
 
 
 def add_reproduce(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("reproduce", help="run the paper's grid of a profile and write its tables and figures")
+    parser = sub.add_parser("reproduce", help="run the paper's grid of a profile and write its tables and figures",
+                            description=textwrap.fill(
+                                "Train (or load from the cache) every run of the profile's grid and write "
+                                "results.csv, claims.md, claims.json, the method cards and the figures into "
+                                "--out. An interrupted call (Ctrl-C or a kill) resumes where it stopped when "
+                                "run again with the same --out."), formatter_class=Help)
     parser.add_argument("--profile", choices=PROFILES, default=None,
                         help="quick, default or paper (default: SAE_LITE_PROFILE, else default)")
     parser.add_argument("--data", default=None, help="paper profile: DIR holding <dataset>/<backbone>/ embedding stores")
@@ -195,7 +242,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="time training steps against the encoder matmul and a peer")
+    parser = sub.add_parser("bench", help="time training steps against the encoder matmul and a peer",
+                            formatter_class=Help)
     parser.add_argument("--size", type=bench.parse_size, action="append", dest="sizes",
                         help="d,N,k,B (repeatable; default: " + " and ".join(",".join(map(str, s)) for s in bench.SIZES) + ")")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (the median is reported)")
@@ -211,7 +259,11 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sae_lite", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sae_lite", formatter_class=Help, epilog=ENVIRONMENT,
+        description=textwrap.fill("Train and evaluate Top-k sparse autoencoders, embed images into an embedding "
+                                  "store, and reproduce the paper's grid. python -m sae_lite COMMAND --help lists "
+                                  "a command's options."))
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_train, add_embed, add_reproduce, add_bench):
         add(sub)

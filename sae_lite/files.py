@@ -7,11 +7,16 @@ write leaves only the old version (or nothing) behind.
 
 A file damaged anyway (a full disk, an interrupted copy, an edit by hand) is reported by `damaged`:
 one `SaeLiteError` line naming the file, what is wrong with it and what to do.
+
+JSON is strict (RFC 8259, what jq and JavaScript read): a number that is not finite (a metric that
+could not be computed, NaN) is written as ``null`` (`strict_json`); readers that compute with a
+value map ``null`` back to NaN (`nan_for_null`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -122,9 +127,36 @@ def write_atomic(path: str | os.PathLike, content: str | bytes | Callable[[Path]
     return path
 
 
-def write_json(path: str | os.PathLike, value, indent: int | None = 2) -> Path:
-    """``value`` as JSON (floats for numpy scalars), atomically."""
-    return write_atomic(path, json.dumps(value, indent=indent, default=float) + "\n")
+def _plain(value):
+    """``value`` with numpy scalars and arrays as Python numbers and lists, tuples as lists, and every
+    non-finite float (NaN, +-inf) as None."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def strict_json(value, indent: int | None = 2, default: Callable = float) -> str:
+    """``value`` as strict JSON: NaN and infinities become ``null``, numpy scalars plain numbers; any
+    other object is converted by ``default`` (float: a tensor's scalar; str: a path, for provenance)."""
+    return json.dumps(_plain(value), indent=indent, allow_nan=False, default=lambda other: _plain(default(other)))
+
+
+def nan_for_null(values: dict) -> dict:
+    """A flat dict read from strict JSON with each ``null`` back as NaN (a metric not computed)."""
+    return {key: math.nan if value is None else value for key, value in values.items()}
+
+
+def write_json(path: str | os.PathLike, value, indent: int | None = 2, default: Callable = float) -> Path:
+    """``value`` as strict JSON (`strict_json`), atomically."""
+    return write_atomic(path, strict_json(value, indent, default) + "\n")
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:

@@ -7,6 +7,11 @@
 #   SAE_LITE_PROFILE=quick scripts/build_book.sh    # the fast profile (one seed, short runs)
 #   scripts/build_book.sh --no-install    # use the python on PATH, sae_lite from this checkout
 set -euo pipefail
+case "${1:-}" in
+    -h|--help) sed -n '2,8s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    ""|--no-install) ;;
+    *) echo "build_book.sh: unknown option $1 (scripts/build_book.sh --help lists the options)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 

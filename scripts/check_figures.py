@@ -13,6 +13,7 @@ cell. The test command runs the notebook half on every chapter nbmake executes (
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from html.parser import HTMLParser
@@ -102,11 +103,12 @@ def check_chapter(notebook: Path, page: Path | None = None) -> tuple[str, list[s
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (1, 2):
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
-        return 2
-    executed = Path(argv[0])
-    pages = Path(argv[1]) if len(argv) == 2 else None
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("executed", type=Path, help="the folder of executed notebooks (*.ipynb)")
+    parser.add_argument("pages", type=Path, nargs="?", default=None,
+                        help="the folder of their HTML pages (default: check the notebooks only)")
+    args = parser.parse_args(argv)
+    executed, pages = args.executed, args.pages
     notebooks = sorted(executed.glob("*.ipynb"))
     if not notebooks:
         print(f"check_figures: no executed notebooks in {executed}", file=sys.stderr)

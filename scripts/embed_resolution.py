@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--fit", type=int, default=1500, help="images the probe is fitted on")
     parser.add_argument("--held-out", type=int, default=500, help="images the probe is scored on")
     parser.add_argument("--random", action="store_true", help="also embed with random weights (a baseline)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image subset and of its order")
     args = parser.parse_args()
     resolutions = [int(r) for r in args.resolutions.split(",")]

@@ -48,10 +48,10 @@ def model_only(backbone: str, batch_size: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="vit-tiny-16")
-    parser.add_argument("--images", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--backbone", default="vit-tiny-16", help="a backbone of python -m sae_lite embed")
+    parser.add_argument("--images", type=int, default=256, help="generated JPEGs to embed")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -90,13 +90,13 @@ def run_phase(phase: str, path: Path, n: int, args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, required=True, help="store size in GB (10^9 bytes)")
-    parser.add_argument("--d", type=int, default=1024)
-    parser.add_argument("--latents", type=int, default=4096)
-    parser.add_argument("--k", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--d", type=int, default=1024, help="embedding dimension of the store")
+    parser.add_argument("--latents", type=int, default=4096, help="dictionary size N of the SAE")
+    parser.add_argument("--k", type=int, default=32, help="latents kept per input")
+    parser.add_argument("--batch", type=int, default=4096, help="inputs per training step and per read batch")
     parser.add_argument("--steps", type=int, default=30, help="training steps")
     parser.add_argument("--read-steps", type=int, default=200, help="batches read by the reader alone")
-    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the store is written")
     parser.add_argument("--keep", action="store_true", help="keep the store")
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # a child runs one phase
     args = parser.parse_args()

@@ -90,7 +90,7 @@ def test_penalty_block_is_restricted_to_batch_active_units(name):
 
     def penalty_grad(masked: bool):
         terms, grads = _grads(sae, replace(config, masked=masked), x, dead)
-        _, without = _grads(sae, replace(config, weight=0.0, masked=masked), x, dead)
+        _, without = _grads(sae, replace(config, penalty="none", weight=0.0, masked=masked), x, dead)
         return terms.penalty, grads["W_enc"] - without["W_enc"]
 
     value, grad = penalty_grad(masked=True)

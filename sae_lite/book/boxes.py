@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sae_lite.study.claims import to_markdown
+from sae_lite.study.stats import plus_minus
 
 
 def box(results: list[dict], title: str = "What the paper claims / what we measured") -> str:
@@ -24,9 +25,10 @@ def show(results: list[dict]) -> None:
 
 
 def measured_markdown(summary: dict, title: str) -> str:
-    """A `box` of one `sae_lite.study.stats.summarize` entry: every metric as mean ± std over n seeds."""
+    """A `box` of one `sae_lite.study.stats.summarize` entry: every metric as mean ± std over n seeds
+    (`plus_minus`: the spread of one seed is not measured and reads n/a, not 0)."""
     metrics = [key[:-5] for key in summary if key.endswith("_mean")]
-    rows = [f"| {m} | {summary[m + '_mean']:.3f} ± {summary[m + '_std']:.3f} |" for m in metrics]
+    rows = [f"| {m} | {plus_minus(summary[m + '_mean'], summary[m + '_std'], summary['n'])} |" for m in metrics]
     return (f":::{{admonition}} What we measured: {title}\n:class: important\n\n"
             f"Mean ± std over {summary['n']} seed(s).\n\n| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n:::\n")
 

@@ -31,12 +31,13 @@ def by_method(rows: list[dict], metrics: list[str]) -> dict[str, dict]:
 
 
 def value(entry: dict, metric: str, digits: int = 3, percent: bool = False) -> str:
-    """``mean ± std`` of ``metric`` in a `summarize` entry; the mean alone for one seed."""
+    """``mean ± std`` of ``metric`` in a `summarize` entry; the mean alone where the spread was not
+    measured (one seed, or one finite value)."""
     mean, std = entry[f"{metric}_mean"], entry[f"{metric}_std"]
     if math.isnan(mean):
         return "undefined"
     scale, unit = (100, " %") if percent else (1, "")
-    spread = f" ± {std * scale:.{digits}f}" if entry["n"] > 1 else ""
+    spread = f" ± {std * scale:.{digits}f}" if entry["n"] > 1 and math.isfinite(std) else ""
     return f"{mean * scale:.{digits}f}{spread}{unit}"
 
 

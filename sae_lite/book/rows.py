@@ -12,6 +12,7 @@ import torch
 from sae_lite.core import prox, sparsity
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import runs
+from sae_lite.files import nan_for_null
 
 #: The four proximal maps of `sae_lite.core.prox`, with the regulariser each one is the prox of.
 PROX_TITLES = {"relu": "ReLU: R = ℓ1, z ≥ 0", "jumprelu": "JumpReLU: R = ℓ0, z ≥ 0",
@@ -73,7 +74,7 @@ def history_rows(rows: list[dict], keep: tuple[str, ...] = ()) -> list[dict]:
         recipe = {key: row[key] for key in (*RECIPE, *keep) if key in row}
         for i, step in enumerate(history["step"]):
             logged = {(f"{key}_loss" if key in recipe else key): values[i] for key, values in history.items()}
-            out.append({**recipe, **logged, "step": step})
+            out.append({**recipe, **nan_for_null(logged), "step": step})   # a loss that was NaN is null in the file
     return out
 
 

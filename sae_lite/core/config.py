@@ -25,9 +25,9 @@ class TrainConfig:
 
     k: int = _doc(16, "latents kept per input during training (the budget)")
     n_latents: int = _doc(512, "dictionary size N", flag="latents")
-    activation: str = _doc("topk", "selection rule: one of sae_lite.core.sparsity.SELECTIONS")
-    penalty: str = _doc("none", "sparsity penalty before selection: none, offsupport or ratio")
-    weight: float = _doc(0.0, "weight of the penalty in the loss (>= 0)")
+    activation: str = _doc("topk", f"selection rule: {', '.join(sparsity.SELECTIONS)}")
+    penalty: str = _doc("none", f"sparsity penalty before selection: {', '.join(penalties.PENALTIES)}")
+    weight: float = _doc(0.0, "weight of the penalty in the loss: > 0 with a penalty, 0 without one")
     masked: bool = _doc(True, "restrict the penalty to batch-active units (False: the ablation)", flag="mask")
     auxk: bool = _doc(True, "add the AuxK loss that revives dead latents (Gao et al. 2024)")
     auxk_alpha: float = _doc(1 / 32, "weight of the AuxK loss")
@@ -65,7 +65,11 @@ class TrainConfig:
         if not self.weight >= 0 or not math.isfinite(self.weight):
             raise SaeLiteError(f"weight must be a finite number >= 0, got {self.weight}")
         if self.penalty == "none" and self.weight > 0:
-            raise SaeLiteError(f"weight={self.weight} given without a penalty; pass --penalty offsupport or ratio")
+            raise SaeLiteError(f"weight={self.weight} given without a penalty: it would train the baseline; "
+                               "pass --penalty offsupport or ratio, or drop --weight")
+        if self.penalty != "none" and self.weight == 0:
+            raise SaeLiteError(f"penalty {self.penalty!r} needs a weight > 0 (with weight 0 it would train the "
+                               "baseline); pass e.g. --weight 0.01, or --penalty none for the baseline")
         for name in ("lr", "batch_size", "steps", "dead_after", "log_every"):
             if not getattr(self, name) > 0:
                 raise SaeLiteError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -129,8 +129,15 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
         stop_at: stop after this step (saving the state), e.g. to split a run in two.
         progress: show a progress bar; None shows one for runs longer than ~2 s, never under pytest.
     """
-    if resume and (checkpoint is None or not any((Path(checkpoint) / name).exists() for name in STATE_FILES)):
-        raise SaeLiteError(f"nothing to resume in {checkpoint}; train without --resume first")
+    has_state = checkpoint is not None and any((Path(checkpoint) / name).exists() for name in STATE_FILES)
+    if resume and not has_state:
+        raise SaeLiteError(f"nothing to resume in {checkpoint} (no state.safetensors); start the run with "
+                           f"--checkpoint {checkpoint or 'DIR'} and without --resume first")
+    if not resume and has_state:
+        raise SaeLiteError(f"{checkpoint} already holds the training state of a run; pass --resume to continue it, "
+                           "or another --checkpoint DIR (or delete this one) to start over")
+    if checkpoint_every < 1:
+        raise SaeLiteError(f"checkpoint_every must be >= 1 step, got {checkpoint_every}")
     check(config)
     job = distributed.context()  # one process, or one of a torchrun job
     device = job.device(config.device)
@@ -144,7 +151,7 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     history: dict[str, list[float]] = {key: [] for key in ("step", "loss", "fvu", "penalty", "auxk", "l0", "dead")}
     start = 0
     if resume:
-        start, history = _load_state(Path(checkpoint), sae, optimizer, since_fired, config)
+        start, history = _load_state(Path(checkpoint), sae, optimizer, since_fired, config, dataset)
 
     batches = Batches(dataset.x, config.batch_size, config.seed, device, shard=(job.rank, job.world))
     step_loss = job.loss_terms(sae, config, loss_function(config))
@@ -166,7 +173,7 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}", dead=row["dead"])
         if checkpoint is not None and job.is_main and ((step + 1) % checkpoint_every == 0 or step + 1 == end):
-            _save_state(Path(checkpoint), sae, optimizer, since_fired, step + 1, history, config)
+            _save_state(Path(checkpoint), sae, optimizer, since_fired, step + 1, history, config, dataset)
     batches.close()
     sae.eval()
     return TrainResult(sae, history)
@@ -182,8 +189,13 @@ def _progress_bar(steps: range, total: int, initial: int, progress: bool | None)
     return tqdm(steps, total=total, initial=initial, delay=2.0, desc="train", leave=False)
 
 
+def _data_shape(dataset: Dataset) -> dict:
+    """What a checkpoint records of its data, so that a resume on other data is refused."""
+    return {"name": dataset.name, "n": dataset.n, "d": dataset.d}
+
+
 def _save_state(path: Path, sae: SAE, optimizer: torch.optim.Optimizer, since_fired: Tensor, step: int,
-                history: dict, config: TrainConfig) -> None:
+                history: dict, config: TrainConfig, dataset: Dataset) -> None:
     """Write the training state, each file whole (`sae_lite.files`): the weights first, then state.json."""
     tensors = {f"sae.{key}": value.detach().cpu().contiguous() for key, value in sae.state_dict().items()}
     for index, state in optimizer.state_dict()["state"].items():
@@ -191,7 +203,8 @@ def _save_state(path: Path, sae: SAE, optimizer: torch.optim.Optimizer, since_fi
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).cpu().contiguous()
     tensors["since_fired"] = since_fired.cpu()
     write_atomic(path / "state.safetensors", lambda tmp: save_file(tensors, tmp))
-    write_json(path / "state.json", {"step": step, "history": history, "config": asdict(config)}, indent=None)
+    write_json(path / "state.json", {"step": step, "history": history, "config": asdict(config),
+                                     "data": _data_shape(dataset)}, indent=None)
 
 
 #: The files of a training checkpoint, and what to do about a damaged one.
@@ -200,7 +213,7 @@ RESTART = "the checkpoint is damaged: delete its directory and train again witho
 
 
 def _load_state(path: Path, sae: SAE, optimizer: torch.optim.Optimizer, since_fired: Tensor,
-                config: TrainConfig) -> tuple[int, dict]:
+                config: TrainConfig, dataset: Dataset) -> tuple[int, dict]:
     """Restore the state `_save_state` wrote into ``sae``, ``optimizer`` and ``since_fired``; returns
     (the step reached, the history). Every file is checked before anything is restored."""
     meta_file = path / "state.json"
@@ -215,6 +228,9 @@ def _load_state(path: Path, sae: SAE, optimizer: torch.optim.Optimizer, since_fi
     if saved != config:
         raise SaeLiteError(f"the checkpoint in {path} was written by a different configuration; "
                            "resume with the same settings or start a new run")
+    if meta.get("data", _data_shape(dataset)) != _data_shape(dataset):
+        raise SaeLiteError(f"the checkpoint in {path} was written on other data ({meta['data']}, not "
+                           f"{_data_shape(dataset)}); resume with the same --data or start a new run")
     if not 0 < step <= config.steps:
         raise damaged(meta_file, f"says step {step}, outside 1..{config.steps}", RESTART)
     expected = {f"sae.{key}": value for key, value in sae.state_dict().items()}

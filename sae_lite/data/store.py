@@ -11,7 +11,6 @@ A store (written by `sae_lite.data.embed` or by `write_store`) is a directory::
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from sae_lite.data.datasets import Dataset, check_finite
 from sae_lite.errors import SaeLiteError
-from sae_lite.files import damaged, load_npy, read_json, write_dir
+from sae_lite.files import damaged, load_npy, read_json, write_dir, write_json
 
 STORE_FORMAT = "sae-lite-store/1"
 
@@ -46,7 +45,7 @@ def write_store(path: str | os.PathLike, x: np.ndarray, labels: np.ndarray | Non
             np.save(tmp / "labels.npy", np.asarray(labels))
         if images is not None:
             np.save(tmp / "images.npy", images)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        write_json(tmp / "meta.json", meta, default=str)   # strict JSON: a NaN becomes null
 
     return write_dir(path, write, overwrite=True)
 

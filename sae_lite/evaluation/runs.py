@@ -27,7 +27,7 @@ from sae_lite import __version__
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.sae import SAE
 from sae_lite.errors import SaeLiteError
-from sae_lite.files import damaged, load_tensors, read_json, write_dir, write_json
+from sae_lite.files import damaged, load_tensors, nan_for_null, read_json, write_dir, write_json
 
 
 class Run(NamedTuple):
@@ -77,7 +77,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     except (TypeError, ValueError) as error:
         raise damaged(config_file, f"describes no valid run ({error})", RETRAIN) from None
     sae.load_state_dict(load_tensors(path / "sae.safetensors", RETRAIN, sae.state_dict(), source="config.json"))
-    metrics = read_json(path / "metrics.json", RETRAIN)
+    metrics = nan_for_null(read_json(path / "metrics.json", RETRAIN))  # null: NaN
     if (path / "history.json").exists():
         load_history(path)
     return Run(sae.to(device).eval(), config, meta.get("data", {}), metrics, path)

@@ -22,8 +22,9 @@ import math
 from dataclasses import dataclass
 
 from sae_lite.errors import SaeLiteError
+from sae_lite.files import nan_for_null
 from sae_lite.study.methods import ABLATIONS, METHODS, Method
-from sae_lite.study.stats import compare, outcome, verdict
+from sae_lite.study.stats import compare, outcome, plus_minus, verdict
 from sae_lite.study.weights import COST_METRIC
 
 DIRECTIONS = ("higher", "lower")
@@ -106,7 +107,7 @@ def verdict_text(result: dict) -> str:
 
 def reading(result: dict) -> str:
     """One plain sentence: how many parts support the claim, and which ones go against it or are unclear."""
-    parts = result["parts"]
+    parts = [nan_for_null(p) for p in result["parts"]]  # as read back from claims.json: null is NaN
     def named(kind: str) -> str:
         chosen = [p for p in parts if p["outcome"] == kind]
         return ", ".join(f"{p['metric']} ({p['treatment']} vs {p['control']}, k={p.get('k', '?')}: "
@@ -128,10 +129,10 @@ def to_markdown(results: list[dict]) -> str:
                   "| metric | k | treatment | control | treatment mean ± std | control mean ± std "
                   "| difference ± SE | claimed | outcome |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for p in result["parts"]:
+        for p in map(nan_for_null, result["parts"]):  # not measured (one seed): NaN, null in claims.json
             se = "?" if math.isnan(p["se"]) else f"{p['se']:.3f}"
             lines.append(f"| {p['metric']} | {p.get('k', '')} | {p['treatment']} | {p['control']} "
-                         f"| {p['mean_t']:.3f} ± {p['std_t']:.3f} | {p['mean_c']:.3f} ± {p['std_c']:.3f} "
+                         f"| {plus_minus(p['mean_t'], p['std_t'], p['n_t'])} | {plus_minus(p['mean_c'], p['std_c'], p['n_c'])} "
                          f"| {p['diff']:+.3f} ± {se} | {p['direction']} | {p['outcome']} |")
         lines.append("")
     return "\n".join(lines)

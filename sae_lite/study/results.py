@@ -21,11 +21,11 @@ from sae_lite.cache import cache_dir, entry_lock, remove_leftovers, result_code_
 from sae_lite.core import distributed
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.train import train
-from sae_lite.data import catalog
+from sae_lite.data import catalog, stream
 from sae_lite.data.datasets import Dataset
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import card, metrics, probes, runs
-from sae_lite.files import check_writable, write_json
+from sae_lite.files import check_writable, nan_for_null, write_json
 
 
 def data_spec(name: str, test_fraction: float = 0.2, split_seed: int = 0, **kwargs) -> dict:
@@ -46,12 +46,19 @@ def config_hash(config: TrainConfig, spec: dict) -> str:
 
 
 def train_run(config: TrainConfig, data: str | dict, out: str | os.PathLike, overwrite: bool = False,
-              test_fraction: float = 0.2, split_seed: int = 0, progress: bool | None = None) -> runs.Run:
-    """Train ``config`` on ``data`` and write the run directory ``out`` with all metrics."""
+              test_fraction: float = 0.2, split_seed: int = 0, progress: bool | None = None,
+              checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
+              resume: bool = False) -> runs.Run:
+    """Train ``config`` on ``data`` and write the run directory ``out`` with all metrics.
+
+    ``checkpoint``, ``checkpoint_every``, ``resume``: as in `sae_lite.core.train.train` (the training
+    state every N steps; a resumed run ends equal to an uninterrupted one).
+    """
     out = check_writable(out, overwrite)
     spec = data if isinstance(data, dict) else data_spec(data, test_fraction, split_seed)
     train_set, test_set = load_split(spec)
-    sae, history = train(config, train_set, progress=progress)
+    sae, history = train(config, train_set, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                         resume=resume, progress=progress)
     if not distributed.is_main():  # under torchrun, rank 0 evaluates and writes the run directory
         distributed.barrier()
         return runs.load_run(out)
@@ -104,11 +111,33 @@ def default_ks(k: int) -> list[int]:
     return sorted({max(1, k // 4), max(1, k // 2), k, 2 * k, 4 * k})
 
 
+def spec_of(data: dict) -> dict:
+    """The data spec (`data_spec`) inside a run's data record (config.json's ``data``), JSON-normalised."""
+    return json.loads(json.dumps({key: data[key] for key in ("name", "test_fraction", "split_seed", "kwargs")
+                                  if key in data}))
+
+
+def fingerprint(*datasets: Dataset) -> str:
+    """A short hash of the contents of ``datasets``: their shapes, up to 1024 evenly spaced rows of each
+    and their labels (cheap on a store of millions of rows, and different for other data)."""
+    digest = hashlib.sha256()
+    for dataset in datasets:
+        rows = np.unique(np.linspace(0, dataset.n - 1, min(dataset.n, 1024)).astype(np.int64))
+        digest.update(repr(tuple(dataset.x.shape)).encode() + stream.take_rows(dataset.x, rows).tobytes())
+        if dataset.labels is not None:
+            digest.update(np.ascontiguousarray(dataset.labels).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[int] | None = None,
                  data: str | None = None) -> dict:
-    """R^2 for each inference k' and truncated-probe accuracy for each m; written to evaluation.json."""
+    """R^2 for each inference k' and truncated-probe accuracy for each m; written to evaluation.json.
+
+    The result records what it was computed on (``computed_on``: the data spec, a `fingerprint` of
+    the split, the k' and the m), so that `saved_evaluation` reuses it only for the same data.
+    """
     run = runs.load_run(path)
-    spec = run.data if data is None else data_spec(data)
+    spec = spec_of(run.data if data is None else data_spec(data))
     train_set, test_set = load_split(spec)
     if train_set.d != run.sae.d:
         raise SaeLiteError(f"the run's SAE expects d={run.sae.d} but {spec['name']} has d={train_set.d}; "
@@ -125,5 +154,47 @@ def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[
         result["probe_by_m"] = {str(m): v for m, v in probe.items()}
     elif ms:
         result["probe_skipped"] = "the data has no single-label classes to probe"
+    result["computed_on"] = {"data": spec, "own_data": spec == spec_of(run.data),
+                             "fingerprint": fingerprint(train_set, test_set), "ks": list(ks), "ms": list(ms or [])}
     write_json(Path(path) / "evaluation.json", result)
     return result
+
+
+def saved_evaluation(path: str | os.PathLike, ks: list[int], ms: list[int], data: dict) -> dict | None:
+    """The run's evaluation.json when it was computed on ``data`` (a data spec: the run's own, by
+    default) and covers the k' ``ks`` and the probes ``ms``; else None (compute it again).
+
+    An evaluation.json computed on other data (``evaluate RUN --data OTHER``), written before it
+    recorded its data, or not readable as JSON is never reused (it is derived: computing it again
+    replaces it); a metric that could not be computed (null) reads as NaN.
+    """
+    saved = Path(path) / "evaluation.json"
+    if not saved.is_file():
+        return None
+    try:
+        evaluation = json.loads(saved.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    basis = evaluation.get("computed_on", {}) if isinstance(evaluation, dict) else {}
+    if basis.get("data") != spec_of(data) or not isinstance(evaluation.get("r2_by_k"), dict):
+        return None
+    covered_k, covered_m = set(basis.get("ks", [])), set(basis.get("ms", []))
+    if not set(ks) <= covered_k or not (set(ms) <= covered_m or "probe_skipped" in evaluation):
+        return None
+    evaluation["r2_by_k"] = nan_for_null(evaluation["r2_by_k"])
+    return evaluation
+
+
+def other_data_note(path: str | os.PathLike, data: dict) -> str | None:
+    """One line when the run's evaluation.json holds an evaluation on data other than ``data``."""
+    saved = Path(path) / "evaluation.json"
+    if not saved.is_file():
+        return None
+    try:
+        other = json.loads(saved.read_text()).get("computed_on", {}).get("data")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None  # a damaged file is simply computed again
+    if other == spec_of(data):
+        return None
+    where = "data it does not record" if other is None else f"other data ({other.get('name')})"
+    return f"{saved} was computed on {where}; evaluating again on {spec_of(data)['name']}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -21,7 +22,7 @@ from sae_lite.evaluation import runs
 from sae_lite.evaluation.runs import Run
 from sae_lite.study.methods import Method
 from sae_lite.study.profiles import Profile, active_profile
-from sae_lite.study.results import cached_run, data_spec, evaluate_run, load_split, run_path
+from sae_lite.study.results import cached_run, data_spec, evaluate_run, load_split, other_data_note, run_path, saved_evaluation
 
 
 def planted_spec(profile: Profile | None = None, name: str = "planted") -> dict:
@@ -142,32 +143,16 @@ def _evaluation_plan(config: TrainConfig, k_factors: tuple[float, ...], probe_ms
     return ks, [m for m in probe_ms if m <= config.k]
 
 
-def _evaluated(path: Path, ks: list[int], ms: list[int], heal: bool = False) -> dict | None:
-    """The run's evaluation.json when it covers the k' ``ks`` and the probes ``ms``, else None. A damaged
-    one counts as missing; with ``heal``, in one warning line (it is then evaluated again and rewritten)."""
-    try:
-        evaluation = runs.load_evaluation(path)
-    except SaeLiteError as error:
-        if heal:
-            warnings.warn(f"damaged cache entry: {error}; evaluating the run again", stacklevel=3)
-        return None
-    if evaluation is None:
-        return None
-    probes = evaluation.get("probe_by_m", {})
-    probed = "probe_skipped" in evaluation or all(str(m) in probes for m in ms)
-    return evaluation if all(str(k) in evaluation["r2_by_k"] for k in ks) and probed else None
-
-
 def _done(job: Job, path: Path) -> bool:
     """True when the job's run is trained and evaluated as its row needs (nothing for a worker to do)."""
     ks, ms = _evaluation_plan(job.config, job.k_factors, job.probe_ms)
-    return (path / "metrics.json").is_file() and _evaluated(path, sorted(set(ks.values())), ms) is not None
+    return (path / "metrics.json").is_file() and saved_evaluation(path, sorted(set(ks.values())), ms, job.spec) is not None
 
 
 def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: tuple[int, ...]) -> dict:
     k = run.config.k
     ks, ms = _evaluation_plan(run.config, k_factors, probe_ms)
-    evaluation = _cached_evaluation(run.path, sorted(set(ks.values())), ms)
+    evaluation = _cached_evaluation(run.path, sorted(set(ks.values())), ms, run.data)
     row = {"data": run.data["name"], "method": method.name, "penalty": method.penalty, "weight": method.weight,
            "masked": method.masked, "auxk": method.auxk, "activation": method.activation, "k": k,
            "seed": run.config.seed, **run.metrics}
@@ -177,6 +162,19 @@ def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: 
     return row
 
 
-def _cached_evaluation(path: Path, ks: list[int], ms: list[int]) -> dict:
-    """``evaluate_run`` for these k' and m, reusing evaluation.json when it already covers them."""
-    return _evaluated(path, ks, ms, heal=True) or evaluate_run(path, ks=ks, ms=ms)
+def _cached_evaluation(path: Path, ks: list[int], ms: list[int], data: dict) -> dict:
+    """``evaluate_run`` for these k' and m on the run's own ``data``, reusing evaluation.json when it was
+    computed on that data and covers them (`saved_evaluation`). Says so in one line when it holds an
+    evaluation on other data (``evaluate RUN --data OTHER``) or is damaged; either is replaced."""
+    saved = saved_evaluation(path, ks, ms, data)
+    if saved is not None:
+        return saved
+    try:
+        runs.load_evaluation(path)
+    except SaeLiteError as error:
+        warnings.warn(f"damaged cache entry: {error}; evaluating the run again", stacklevel=2)
+    else:
+        note = other_data_note(path, data)
+        if note:
+            print(note, file=sys.stderr)
+    return evaluate_run(path, ks=ks, ms=ms)

@@ -17,7 +17,11 @@ from sae_lite.study.weights import TOLERANCE
 
 
 def summarize(rows: list[dict], metrics: list[str], by: tuple[str, ...] = ("data", "method", "k")) -> list[dict]:
-    """Mean, standard deviation (ddof=1; 0 for one seed) and count of each metric per group of ``by``."""
+    """Mean, standard deviation (ddof=1) and count of each metric per group of ``by``.
+
+    Non-finite values (and missing ones) are left out; the standard deviation is NaN (not measured,
+    not 0) where fewer than two values remain, e.g. with a single seed (`plus_minus` prints it so).
+    """
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(tuple(row[key] for key in by), []).append(row)
@@ -28,9 +32,19 @@ def summarize(rows: list[dict], metrics: list[str], by: tuple[str, ...] = ("data
             values = np.array([m[metric] for m in members if metric in m], dtype=float)
             values = values[np.isfinite(values)]
             entry[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
-            entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
         table.append(entry)
     return table
+
+
+def plus_minus(mean: float | None, std: float | None, n: int, digits: int = 3) -> str:
+    """``mean ± std`` as text: ``0.180 ± 0.012``; ``0.180 ± n/a (1 seed)`` where the spread was not
+    measured (a single seed; NaN or None, as read back from JSON); ``n/a`` for a mean that is missing."""
+    if mean is None or not math.isfinite(mean):
+        return "n/a"
+    if std is None or not math.isfinite(std):
+        return f"{mean:.{digits}f} ± n/a ({n} seed{'' if n == 1 else 's'})"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def compare(rows: list[dict], metric: str, treatment: str, control: str,
