@@ -32,6 +32,10 @@ def test_header_names_the_cpu_threads_torch_and_repeats():
     line = bench.header(torch.device("cpu"), 5, 1)
     assert bench.cpu_model() in line and f"threads={torch.get_num_threads()}" in line
     assert f"torch {torch.__version__}" in line and "device=cpu" in line and "median of 5" in line
+    cpuinfo = bench.Path("/proc/cpuinfo")
+    if cpuinfo.is_file() and "model name" in cpuinfo.read_text():
+        model = next(row for row in cpuinfo.read_text().splitlines() if row.startswith("model name"))
+        assert bench.cpu_model() == model.split(":", 1)[1].strip()
 
 
 def test_summary_ratios_and_every_peer():
