@@ -10,8 +10,10 @@ Everything else depends on the k selected entries of each row only::
                   dW_enc   = dPre^T (x - b_pre), dPre non-zero on the selected entries only: B*k*d
 
 A penalty's gradient reaches every batch-active unit (A), so a penalised step adds one dense
-product restricted to A (its gradient in pre is written in closed form, fused: no autograd graph
-over the [B, |A|] block); AuxK adds the same sparse ops with its k_aux dead latents. The loss, its
+product restricted to A (its gradient in pre is written in closed form, built in cache-sized row
+chunks over pre's storage and multiplied in forward: no autograd graph over the [B, |A|] block);
+AuxK adds the same sparse ops with its k_aux dead latents D, or, when k_aux is a large share of D,
+four dense products over D (decode, its two gradients, the encoder's). The loss, its
 gradients and hence the weights equal the dense reference within float rounding
 (`tests/test_kernels.py`).
 
@@ -268,8 +270,9 @@ def _auxk(sae: SAE, pre: Tensor, residual: Tensor, dead: Tensor, k_aux: int, par
     """`sae_lite.core.penalties.auxk`: the top k_aux dead latents reconstruct the residual.
 
     Sparse in k_aux (embedding bags) when k_aux is a small share of the dead latents D; dense products over
-    D when it is at least `AUXK_DENSE_FROM` of them (on a CPU a dense product is ~20x faster per entry than
-    the sparse ones, so it wins from ~1/24 of D: d = 1024, k_aux = 512 of 2048 dead is 1/4).
+    D when it is at least `AUXK_DENSE_FROM` of them (on our CPU a dense product was ~20x faster per
+    multiply-add than the embedding bags and the CSR product, so it won from ~1/24 of D; the benchmark's
+    d = 1024, k_aux = 512 of 2048 dead is 1/4, and d = 768, 384 of ~4096 is ~1/11).
     """
     dead_cols = dead.nonzero().flatten()
     if len(dead_cols) == 0:
