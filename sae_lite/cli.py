@@ -237,12 +237,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     sizes = args.sizes or [bench.Size(*size) for size in bench.SIZES]
-    bench.run(sizes, device, args.repeats, args.warmup, None if args.no_peer else args.peer_python, args.dense)
+    pythons = {name: peer.default_python() for name, peer in bench.PEERS.items()}
+    pythons.update(args.peer_pythons or [])
+    bench.run(sizes, device, args.repeats, args.warmup, {} if args.no_peer else pythons, args.dense)
     return 0
 
 
+def _peer_python(text: str) -> tuple[str, Path]:
+    """PEER=PYTHON, or PYTHON alone for overcomplete's."""
+    name, sep, path = text.partition("=")
+    if not sep or "/" in name:
+        return "overcomplete", Path(text)
+    if name not in bench.PEERS:
+        raise argparse.ArgumentTypeError(f"unknown peer {name!r}; choose one of {', '.join(bench.PEERS)}")
+    return name, Path(path)
+
+
 def add_bench(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="time training steps against the encoder matmul and a peer",
+    parser = sub.add_parser("bench", help="time training steps against the encoder matmul and the peers",
                             formatter_class=Help)
     parser.add_argument("--size", type=bench.parse_size, action="append", dest="sizes",
                         help="d,N,k,B (repeatable; default: " + " and ".join(",".join(map(str, s)) for s in bench.SIZES) + ")")
@@ -252,9 +264,12 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dense", action="store_true", help="also time the dense reference backend (slow)")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for us and the peer (default: PyTorch's; 1 on a shared, loaded machine)")
-    parser.add_argument("--peer-python", type=Path, default=bench.PEER_PYTHON, help="the peer environment's python")
-    parser.add_argument("--no-peer", action="store_true", help="skip the peer")
+                        help="CPU threads for us and the peers (default: PyTorch's; 1 on a shared, loaded machine)")
+    parser.add_argument("--peer-python", type=_peer_python, action="append", dest="peer_pythons", metavar="[PEER=]PYTHON",
+                        help="a peer environment's python (repeatable; PEER one of " + ", ".join(bench.PEERS)
+                        + ", overcomplete when omitted; default: .venv-bench, .venv-bench-sparsify, "
+                        ".venv-bench-saelens next to the repository)")
+    parser.add_argument("--no-peer", action="store_true", help="skip every peer")
     parser.set_defaults(func=cmd_bench)
 
 

@@ -20,7 +20,12 @@ CASES = {
     "ratio-unmasked": dict(auxk=False, penalty="ratio", weight=0.1, masked=False),
     "auxk": dict(auxk=True, auxk_alpha=0.5, k_aux=8),
     "all": dict(auxk=True, k_aux=40, penalty="ratio", weight=0.1),
+    # two thirds of the latents dead; k_aux a large share of them, then above their number
+    "auxk-many-dead": dict(auxk=True, auxk_alpha=0.5, k_aux=40),
+    "auxk-above-dead": dict(auxk=True, auxk_alpha=0.5, k_aux=80),
+    "all-many-dead": dict(auxk=True, k_aux=80, penalty="offsupport", weight=0.1),
 }
+AUXK_PATHS = {"sparse": float("inf"), "dense": 0.0}  # kernels.AUXK_DENSE_FROM: never / always dense
 
 
 def _setup(case: str, seed: int = 0):
@@ -31,6 +36,8 @@ def _setup(case: str, seed: int = 0):
     sae = SAE(D, N, K, seed=seed)
     sae.init_b_pre(x, "mean")
     dead = torch.arange(N) % 3 == 0
+    if "many-dead" in case or "above-dead" in case:
+        dead = ~dead  # 64 of 96
     return config, x.double(), sae.double(), dead
 
 
@@ -41,8 +48,14 @@ def _grads(sae: SAE, config: TrainConfig, x, dead) -> tuple[dict, dict]:
     return terms, {name: p.grad.clone() for name, p in sae.named_parameters()}
 
 
+@pytest.mark.parametrize("chunk", [1 << 17, 500])  # the penalty's block in one piece, or 5 rows at a time
+@pytest.mark.parametrize("auxk_path", AUXK_PATHS)
 @pytest.mark.parametrize("case", CASES)
-def test_sparse_loss_and_gradients_equal_dense(case):
+def test_sparse_loss_and_gradients_equal_dense(case, auxk_path, chunk, monkeypatch):
+    if auxk_path == "dense" and not CASES[case]["auxk"]:
+        pytest.skip("no AuxK")
+    monkeypatch.setattr(kernels, "AUXK_DENSE_FROM", AUXK_PATHS[auxk_path])
+    monkeypatch.setattr(kernels, "CHUNK", chunk)
     config, x, sae, dead = _setup(case)
     dense, dense_grads = _grads(sae, config, x, dead)
     sparse, sparse_grads = _grads(sae, replace(config, backend="sparse"), x, dead)
@@ -55,8 +68,12 @@ def test_sparse_loss_and_gradients_equal_dense(case):
         assert dense.penalty > 0 or dense.auxk > 0  # the case exercises its term
 
 
+@pytest.mark.parametrize("auxk_path", AUXK_PATHS)
 @pytest.mark.parametrize("case", CASES)
-def test_sparse_weights_equal_dense_after_steps(case):
+def test_sparse_weights_equal_dense_after_steps(case, auxk_path, monkeypatch):
+    if auxk_path == "dense" and not CASES[case]["auxk"]:
+        pytest.skip("no AuxK")
+    monkeypatch.setattr(kernels, "AUXK_DENSE_FROM", AUXK_PATHS[auxk_path])
     config, x, sae, dead = _setup(case, seed=1)
     trained = {}
     for backend in ("dense", "sparse"):

@@ -10,10 +10,15 @@ For each size (d, N, k, B) it times, in one process on one device, after warm-up
   L1 (``off``) and the ratio (``ratio``, masked; weight 0.01, AuxK off), and the baseline with AuxK
   on (``auxk``: a quarter of the latents dead, k_aux = d // 2);
 - ``dense`` (with ``--dense``): the baseline step with the dense reference backend;
-- ``peer``: overcomplete's ``TopKSAE`` step, in its own environment (``scripts/bench_env.sh``).
+- the peers, each in its own environment next to the repository (``scripts/bench_env.sh`` makes them),
+  at the same (d, N, k, B), same inputs, Adam, AuxK off (our ``base``):
+  ``overcomplete`` (0.3.0 ``TopKSAE``, `peer`), ``sparsify`` (eai-sparsify 1.3.3 ``SparseCoder`` as its
+  ``Trainer`` steps it, `peer_sparsify`), ``saelens`` (sae-lens 6.54.12 ``TopKTrainingSAE`` through
+  ``SAETrainer.step``, `peer_saelens`). A peer whose environment is missing is reported ``n/a``.
 
-It ends with one line per size: ``size=d768_n16384_k64 base/bound=... off/bound=... ratio/bound=...
-auxk/bound=... vs_peer=...`` where vs_peer = peer step time / our baseline step time.
+It prints a header line (CPU model, threads, torch version, device, repeats) and then one line per size:
+``size=d768_n16384_k64 base/bound=... off/bound=... ratio/bound=... auxk/bound=... vs_overcomplete=...
+vs_sparsify=... vs_saelens=...`` where vs_<peer> = the peer's step time / our baseline step time (medians).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import time
@@ -45,7 +51,22 @@ VARIANTS = {
     "auxk": dict(auxk=True),
 }
 DENSE = {"dense": dict(backend="dense")}
-PEER_PYTHON = Path(__file__).resolve().parents[2] / ".venv-bench" / "bin" / "python"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Peer(NamedTuple):
+    script: str  # beside this file, run as a plain script
+    env: str     # its virtual environment, next to the repository (scripts/bench_env.sh)
+
+    def default_python(self) -> Path:
+        return ROOT / self.env / "bin" / "python"
+
+
+PEERS = {
+    "overcomplete": Peer("peer.py", ".venv-bench"),
+    "sparsify": Peer("peer_sparsify.py", ".venv-bench-sparsify"),
+    "saelens": Peer("peer_saelens.py", ".venv-bench-saelens"),
+}
 
 
 class Size(NamedTuple):
@@ -94,50 +115,72 @@ def ours(size: Size, device: torch.device, repeats: int, warmup: int, dense: boo
     return times
 
 
-def peer(size: Size, device: torch.device, repeats: int, warmup: int, python: Path) -> tuple[str, list[float]] | None:
-    """overcomplete's TopKSAE step times, from its own environment; None when that is missing."""
+def peer(name: str, size: Size, device: torch.device, repeats: int, warmup: int,
+         python: Path) -> tuple[str, list[float]] | None:
+    """The step times of peer ``name`` (`PEERS`), from its own environment's ``python``; None when that is missing."""
     if not python.is_file():
         return None
-    script = Path(__file__).with_name("peer.py")
+    script = Path(__file__).with_name(PEERS[name].script)
     command = [str(python), str(script), "--d", str(size.d), "--n", str(size.n), "--k", str(size.k),
                "--batch", str(size.batch), "--repeats", str(repeats), "--warmup", str(warmup),
                "--device", str(device), "--threads", str(torch.get_num_threads())]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     if done.returncode != 0:
-        raise SaeLiteError(f"the peer benchmark failed ({python}): {done.stderr.strip().splitlines()[-1:]}; "
-                           "re-create its environment with scripts/bench_env.sh or pass --no-peer")
+        raise SaeLiteError(f"the {name} peer failed ({python}): {done.stderr.strip().splitlines()[-1:]}; "
+                           f"re-create its environment with scripts/bench_env.sh or pass --no-peer")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return result["peer"], result["times"]
 
 
-def summary(size: Size, medians: dict[str, float]) -> str:
-    """The one-line summary of a size (ratios to the bound, and the peer's time over ours)."""
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what the platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def header(device: torch.device, repeats: int, warmup: int) -> str:
+    """What the figures were measured on: printed before the summary lines."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    return (f"# {name} | threads={torch.get_num_threads()} | torch {torch.__version__} | device={device} | "
+            f"median of {repeats} (warm-up {warmup})")
+
+
+def summary(size: Size, medians: dict[str, float], peers: tuple[str, ...] = tuple(PEERS)) -> str:
+    """The one-line summary of a size (ratios to the bound, and each peer's time over our baseline's)."""
     bound = medians["bound"]
     parts = [f"size={size.name}"] + [f"{name}/bound={medians[name] / bound:.2f}" for name in ("base", "off", "ratio", "auxk")]
-    vs_peer = f"{medians['peer'] / medians['base']:.2f}" if "peer" in medians else "n/a"
-    return " ".join(parts + [f"vs_peer={vs_peer}"])
+    for name in peers:
+        parts.append(f"vs_{name}=" + (f"{medians[name] / medians['base']:.2f}" if name in medians else "n/a"))
+    return " ".join(parts)
 
 
-def run(sizes: list[Size], device: torch.device, repeats: int, warmup: int, peer_python: Path | None,
+def run(sizes: list[Size], device: torch.device, repeats: int, warmup: int, peer_pythons: dict[str, Path],
         dense: bool = False) -> list[str]:
-    """Benchmark every size, print its table, and return the summary lines."""
+    """Benchmark every size and every peer of ``peer_pythons`` (name -> its python), print a table per size,
+    then the header and the summary lines, which it returns (header first)."""
     lines = []
     for size in sizes:
         times = ours(size, device, repeats, warmup, dense)
-        peer_name = "peer"
-        if peer_python is not None:
-            found = peer(size, device, repeats, warmup, peer_python)
+        labels = {}
+        for name, python in peer_pythons.items():
+            found = peer(name, size, device, repeats, warmup, python)
             if found is None:
-                print(f"(no peer: {peer_python} is missing; create it with scripts/bench_env.sh)")
+                print(f"(no {name} peer: {python} is missing; create it with scripts/bench_env.sh)")
             else:
-                peer_name, times["peer"] = found
+                labels[name], times[name] = found
         medians = {name: statistics.median(values) for name, values in times.items()}
         print(f"\n{size.name} B={size.batch} on {device} ({torch.get_num_threads()} threads), median of {repeats}:")
-        print(f"  {'':>6} {'s/step':>8} {'samples/s':>10} {'x bound':>8}")
+        print(f"  {'':>12} {'s/step':>8} {'samples/s':>10} {'x bound':>8}")
         for name, value in medians.items():
-            label = f"  ({peer_name})" if name == "peer" else ""
-            print(f"  {name:>6} {value:8.3f} {size.batch / value:10.0f} {value / medians['bound']:8.2f}{label}")
+            label = f"  ({labels[name]})" if name in labels else ""
+            print(f"  {name:>12} {value:8.3f} {size.batch / value:10.0f} {value / medians['bound']:8.2f}{label}")
         lines.append(summary(size, medians))
+    lines.insert(0, header(device, repeats, warmup))
     print()
     for line in lines:
         print(line)

@@ -10,8 +10,10 @@ Everything else depends on the k selected entries of each row only::
                   dW_enc   = dPre^T (x - b_pre), dPre non-zero on the selected entries only: B*k*d
 
 A penalty's gradient reaches every batch-active unit (A), so a penalised step adds one dense
-product restricted to A (its gradient in pre is written in closed form, fused: no autograd graph
-over the [B, |A|] block); AuxK adds the same sparse ops with its k_aux dead latents. The loss, its
+product restricted to A (its gradient in pre is written in closed form, built in cache-sized row
+chunks over pre's storage and multiplied in forward: no autograd graph over the [B, |A|] block);
+AuxK adds the same sparse ops with its k_aux dead latents D, or, when k_aux is a large share of D,
+four dense products over D (decode, its two gradients, the encoder's). The loss, its
 gradients and hence the weights equal the dense reference within float rounding
 (`tests/test_kernels.py`).
 
@@ -99,20 +101,21 @@ class SelectedActs(torch.autograd.Function):
 
 
 class DensePenalty(torch.autograd.Function):
-    """A penalty's ``value`` whose gradient ``grad`` = d value / d pre [B, |A|] on the columns ``cols``
-    (None: all N) is already known; backward is one dense product over those columns."""
+    """A penalty's ``value`` whose gradient in the encoder is already known: ``d_W_cols`` = G^T (x - b_pre)
+    [|C|, d] and ``d_b_cols`` = G's column sums, for G = d value / d pre on the columns ``cols`` (None: all N).
+    Backward only scales them (the dense product ran once, in forward, while G was at hand)."""
 
     @staticmethod
-    def forward(ctx, value: Tensor, grad: Tensor, cols: Tensor | None, xc: Tensor, W_enc: Tensor,
+    def forward(ctx, value: Tensor, d_W_cols: Tensor, d_b_cols: Tensor, cols: Tensor | None, W_enc: Tensor,
                 b_enc: Tensor, b_pre: Tensor) -> Tensor:
         ctx.cols = cols
-        ctx.save_for_backward(grad, xc, W_enc)
+        ctx.save_for_backward(d_W_cols, d_b_cols, W_enc)
         return value.clone()
 
     @staticmethod
     def backward(ctx, up: Tensor):
-        grad, xc, W_enc = ctx.saved_tensors
-        d_W_cols, d_b_cols = (grad.T @ xc).mul_(up), grad.sum(0).mul_(up)
+        d_W_cols, d_b_cols, W_enc = ctx.saved_tensors
+        d_W_cols, d_b_cols = d_W_cols * up, d_b_cols * up
         if ctx.cols is None:
             d_W, d_b = d_W_cols, d_b_cols
         else:
@@ -121,32 +124,56 @@ class DensePenalty(torch.autograd.Function):
         return None, None, None, None, d_W, d_b, -(d_b @ W_enc)
 
 
-def off_support_grad(acts: Tensor, support: Tensor) -> tuple[Tensor, Tensor]:
+class DeadBlock(torch.autograd.Function):
+    """AuxK's codes as a dense block ``codes`` [B, |D|] on the dead columns ``cols`` (zero off its top k_aux);
+    its gradient reaches the encoder where the codes are positive, by one dense product over D."""
+
+    @staticmethod
+    def forward(ctx, codes: Tensor, cols: Tensor, xc: Tensor, W_enc: Tensor, b_enc: Tensor, b_pre: Tensor) -> Tensor:
+        ctx.cols = cols
+        ctx.save_for_backward(codes, xc, W_enc)
+        return codes.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        codes, xc, W_enc = ctx.saved_tensors
+        grad = torch.where(codes > 0, grad, 0.0)  # through the ReLU, on the selected entries only
+        d_W = torch.zeros_like(W_enc).index_copy_(0, ctx.cols, grad.T @ xc)
+        d_b = W_enc.new_zeros(W_enc.shape[0]).index_copy_(0, ctx.cols, grad.sum(0))
+        return None, None, None, d_W, d_b, -(d_b @ W_enc)
+
+
+def off_support_grad(acts: Tensor, support: Tensor, batch: int | None = None) -> tuple[Tensor, Tensor]:
     """`sae_lite.core.penalties.off_support_l1` (unmasked) of ``acts`` [B, M] = ReLU(pre) and its gradient
-    in pre [B, M], given the kept entries ``support`` [B, k] (column numbers)."""
-    grad = (acts > 0).to(acts.dtype).scatter_(1, support, 0.0).div_(acts.shape[0])
+    in pre [B, M], given the kept entries ``support`` [B, k] (column numbers); ``batch``: the B to divide by
+    (default: the rows of ``acts``, which may be a slice of the batch). Only the positive part of ``acts`` is
+    read, so pre itself will do."""
+    grad = torch.gt(acts, 0, out=torch.empty_like(acts)).scatter_(1, support, 0.0)
+    grad.mul_(1 / (batch or acts.shape[0]))
     return torch.dot(acts.flatten(), grad.flatten()), grad
 
 
-def ratio_grad(acts: Tensor, support: Tensor) -> tuple[Tensor, Tensor]:
-    """`sae_lite.core.penalties.l1_l2_ratio` (unmasked) of ``acts`` [B, M] = ReLU(pre) and its gradient in pre.
+def ratio_grad(acts: Tensor, support: Tensor, batch: int | None = None) -> tuple[Tensor, Tensor]:
+    """`sae_lite.core.penalties.l1_l2_ratio` (unmasked) of ``acts`` [B, M] = ReLU(pre) and its gradient in pre
+    (``batch`` as in `off_support_grad`).
 
     With l1, l2 the row norms: d(l1 / (l2 + eps)) / d a_j = 1 / (l2 + eps) - l1 a_j / ((l2 + eps)^2 l2),
     where a_j > 0 (and 0 for a row of zeros, as the reference's guard and clamp give).
     """
-    batch = acts.shape[0]
+    batch = batch or acts.shape[0]
     l1, norm = acts.sum(1), torch.linalg.vector_norm(acts, dim=1)
     l2 = norm.clamp_min(penalties.EPS)
     some = norm > 0
     value = torch.where(some, l1 / (l2 + penalties.EPS), 0.0).sum() / batch
     alpha = torch.where(some, 1 / (l2 + penalties.EPS), 0.0) / batch
     beta = torch.where(norm > penalties.EPS, l1 / ((l2 + penalties.EPS).square() * l2), 0.0) / batch
-    grad = acts * -beta[:, None]
-    grad.add_(alpha[:, None]).masked_fill_(acts <= 0, 0.0)
-    return value, grad
+    grad = torch.gt(acts, 0, out=torch.empty_like(acts)).mul_(alpha[:, None])  # (no bool masks: slow on CPU)
+    return value, grad.addcmul_(acts, beta[:, None], value=-1)
 
 
 PENALTY_GRADS = {"offsupport": off_support_grad, "ratio": ratio_grad}
+CHUNK = 1 << 17  # entries of the penalty's gradient block built at once (512 KiB in float32: in cache)
+AUXK_DENSE_FROM = 1 / 16  # AuxK runs dense over the dead columns when k_aux is at least this share of them
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,35 +234,64 @@ def _centred_square_sum(x: Tensor, n_global: Tensor, sync: Sync) -> Tensor:
 
 
 def _penalty(pre: Tensor, index: Tensor, config: TrainConfig, params: tuple, sync: Sync) -> Tensor:
-    """The penalty on the batch-active columns (all columns when unmasked), with its gradient in
-    closed form: one dense block [B, |A|] and one dense product in backward."""
+    """The penalty on the batch-active columns (all columns when unmasked), with its gradient in closed form.
+
+    The gradient block G [B, |A|] is built a few rows at a time (`CHUNK` entries, so the element-wise work
+    runs in cache and reads pre once), written over pre's storage (pre is not needed after this; no new
+    [B, |A|] allocation), and multiplied once: G^T (x - b_pre), in forward; backward only scales it.
+    """
     n = pre.shape[1]
     active = torch.zeros(n, dtype=torch.bool, device=pre.device)
     active[index.reshape(-1)] = True
     active = sync.any(active)
     if not config.masked or bool(active.all()):
-        cols, acts, local = None, pre.relu_(), index
+        cols, local, grad = None, index, pre
     else:
         cols = active.nonzero().flatten()
-        acts = pre.index_select(1, cols).relu_()
         local = (active.cumsum(0) - 1)[index]
-    value, grad = PENALTY_GRADS[config.penalty](acts, local)
-    return DensePenalty.apply(value, grad, cols, *params)
+        # G's row b ends at (b + 1)|A| <= (b + 1)N in pre's storage: it overwrites only rows already read
+        grad = pre.view(-1)[:pre.shape[0] * len(cols)].view(pre.shape[0], len(cols))
+    penalty_grad, batch = PENALTY_GRADS[config.penalty], pre.shape[0]
+    rows = max(1, CHUNK // grad.shape[1])
+    value, d_b = pre.new_zeros(()), pre.new_zeros(grad.shape[1])
+    for start in range(0, batch, rows):
+        part = slice(start, start + rows)
+        block = pre[part] if cols is None else pre[part].index_select(1, cols)
+        part_value, part_grad = penalty_grad(block.relu_(), local[part], batch)
+        grad[part] = part_grad
+        value += part_value
+        d_b += part_grad.sum(0)
+    xc, W_enc, b_enc, b_pre = params
+    return DensePenalty.apply(value, grad.T @ xc, d_b, cols, W_enc, b_enc, b_pre)
 
 
 def _auxk(sae: SAE, pre: Tensor, residual: Tensor, dead: Tensor, k_aux: int, params: tuple,
           n_global: Tensor, sync: Sync) -> Tensor:
-    """`sae_lite.core.penalties.auxk`, sparse in k_aux: the top dead latents reconstruct the residual."""
+    """`sae_lite.core.penalties.auxk`: the top k_aux dead latents reconstruct the residual.
+
+    Sparse in k_aux (embedding bags) when k_aux is a small share of the dead latents D; dense products over
+    D when it is at least `AUXK_DENSE_FROM` of them (on our CPU a dense product was ~20x faster per
+    multiply-add than the embedding bags and the CSR product, so it won from ~1/24 of D; the benchmark's
+    d = 1024, k_aux = 512 of 2048 dead is 1/4, and d = 768, 384 of ~4096 is ~1/11).
+    """
     dead_cols = dead.nonzero().flatten()
     if len(dead_cols) == 0:
         return pre.new_zeros(())
+    m = min(k_aux, len(dead_cols))
     with torch.no_grad():
-        values, local = torch.relu(pre.index_select(1, dead_cols)).topk(min(k_aux, len(dead_cols)), dim=1,
-                                                                       sorted=False)
-        index, order = dead_cols[local].sort(dim=1)
-        values = values.gather(1, order)
-    codes = SelectedActs.apply(values, index, *params)
-    residual_hat = decode(codes, index, sae.W_dec)
+        block = pre.index_select(1, dead_cols).relu_()  # [B, |D|]
+        values, local = block.topk(m, dim=1, sorted=False)
+    if m >= AUXK_DENSE_FROM * len(dead_cols):
+        with torch.no_grad():
+            dense = block.zero_().scatter_(1, local, values)
+        codes = DeadBlock.apply(dense, dead_cols, *params)
+        residual_hat = codes @ sae.W_dec.index_select(0, dead_cols)
+    else:
+        with torch.no_grad():
+            index, order = dead_cols[local].sort(dim=1)
+            values = values.gather(1, order)
+        codes = SelectedActs.apply(values, index, *params)
+        residual_hat = decode(codes, index, sae.W_dec)
     target = residual.detach()
     variance = _centred_square_sum(target, n_global, sync).clamp_min(penalties.EPS)
     return (residual_hat - target).square().sum() / variance
