@@ -20,7 +20,8 @@ SELECTION_RULES = {
     "topk": "Top-k: the k largest ReLU pre-activations per input (Gao et al. 2024)",
     "abstopk": "AbsTopK: the k largest |pre-activations| per input, sign kept (Zhu et al. 2025)",
     "batchtopk": "BatchTopK: the B*k largest over the batch; a global threshold at inference (Bussmann et al. 2024)",
-    "soft": "SoftSAE: a per-input budget from a differentiable soft top-k (Stepien et al. 2026)",
+    "soft": "SoftSAE as in St0pien/SoftSAE: an MLP k-estimator and a LapSum soft top-k (Stepien et al. 2026)",
+    "soft-ours": "SoftSAE, our earlier variant: a budget head on the sorted activations, straight-through hard phase",
 }
 REGULARIZERS = {
     "none": "none (the baseline)",

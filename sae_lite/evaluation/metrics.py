@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sae_lite.core import sparsity
 from sae_lite.core.sae import SAE
 from sae_lite.data.datasets import Dataset
 from sae_lite.errors import SaeLiteError
@@ -170,11 +171,10 @@ def rank_correlation(a, b) -> float:
 @torch.no_grad()
 def budgets(sae: SAE, x, batch_size: int = 4096) -> Tensor:
     """Per-input budget [n]: SoftSAE's k_hat(x); for the other rules the L0 of the code (no k_hat)."""
-    if getattr(sae, "activation", None) != "soft":
+    if not sparsity.has_budget(getattr(sae, "activation", "topk")):
         return (encode_all(sae, x, batch_size=batch_size)[0] != 0).sum(1).double()
     device = next(sae.parameters()).device
-    return torch.cat([sae.budget(sae.pre_activations(torch.as_tensor(np.asarray(x[i:i + batch_size], np.float32),
-                                                                      device=device))).cpu()
+    return torch.cat([sae.budget(torch.as_tensor(np.asarray(x[i:i + batch_size], np.float32), device=device)).cpu()
                       for i in range(0, len(x), batch_size)]).double()
 
 
