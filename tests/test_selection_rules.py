@@ -195,7 +195,8 @@ def test_the_hard_phase_leaves_the_k_estimator_unchanged(small_planted):
     before = estimator()
     train_step(sae, optimizer, x, config, dead, 1e-2)             # soft phase: the estimator learns
     assert any(not torch.equal(a, b) for a, b in zip(before, estimator()))
-    sae.hard = True
+    sae.hard, sae.k_target = True, 1                              # a k-loss would now be large
+    assert not sae(x).budget.requires_grad                        # k_hat without gradient
     before, W_dec = estimator(), sae.W_dec.detach().clone()
     terms = train_step(sae, optimizer, x, config, dead, 1e-2)     # hard phase: it does not
     assert all(torch.equal(a, b) for a, b in zip(before, estimator()))
