@@ -69,9 +69,12 @@ def card_fields(sae: SAE, config: TrainConfig, data: dict, metrics: dict, stabil
         "training": f"{config.steps} steps of {config.batch_size}, Adam lr={config.lr:g}, seed {config.seed}",
         "reconstruction": {"metric": "R^2 (per-dimension, uniform average, test split)", "value": metrics.get("r2"),
                            "variance_weighted": metrics.get("r2_vw"), "fvu": metrics.get("fvu")},
-        "monosemanticity": {"metric": "mean MS over latents (Pach et al. 2025), reference = "
-                                      + ("planted codes" if "recovery_mmcs" in metrics else "reference embedding"),
-                            "value": metrics.get("ms_mean")},
+        "monosemanticity": {"metric": "mean MS, two conventions: Pach (ExplainableML/sae-for-vlm metric.py; reference "
+                                      f"= {metrics.get('ms_reference', 'not recorded')}; mean over the "
+                                      f"{metrics.get('ms_defined')} latents where it is defined) and MonoLoss "
+                                      "(AtlasAnalyticsLab/MonoLoss sae/loss.py; reference = the SAE's input; mean "
+                                      "over all latents, dead = 0); the claims judge Pach",
+                            "pach": metrics.get("ms_pach", metrics.get("ms_mean")), "monoloss": metrics.get("ms_monoloss")},
         "class_purity": {"metric": "mean share of firings on the latent's top class (count; mass-weighted)",
                          "value": metrics.get("purity_mean"), "weighted": metrics.get("weighted_purity_mean")},
         "l0": metrics.get("l0"),
