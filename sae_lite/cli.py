@@ -157,7 +157,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         out = embed_images(args.backbone, source, args.out, weights=args.weights, tag=args.tag,
                            resolution=args.resolution, batch_size=args.batch_size, device=args.device,
                            precision=args.precision, num_workers=args.num_workers, shard_size=args.shard_size,
-                           overwrite=args.overwrite, progress=args.progress)
+                           overwrite=args.overwrite, progress=args.progress,
+                           reference_backbone=args.reference_backbone)
     meta = json.loads((out / "meta.json").read_text())
     print(f"wrote {out}: {meta['n']} x {meta['d']} embeddings ({args.backbone}, {meta['weights']} weights, "
           f"{meta['resolution']} px); skipped {meta['skipped']} unreadable image(s)"
@@ -192,6 +193,9 @@ def add_embed(sub: argparse._SubParsersAction) -> None:
                                                         "fp32, bf16 or fp16")
     p.add_argument("--num-workers", type=int, default=None, help="image decoding processes (default: 8 on a GPU, 0 on the CPU)")
     p.add_argument("--shard-size", type=int, default=4096, help="images per resumable shard (default: 4096)")
+    p.add_argument("--reference-backbone", metavar="NAME", help="also embed the images with this backbone into the "
+                                                                 "store's reference.npy, the reference of Pach et al.'s "
+                                                                 "monosemanticity (their default: clip-vit-b-32)")
     p.add_argument("--out", required=True, metavar="STORE", help="the store directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace STORE (and a mismatched STORE.partial)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

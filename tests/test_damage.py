@@ -111,7 +111,8 @@ def one_thread():
 def store_dir(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     return write_store(tmp_path_factory.mktemp("store") / "store", rng.standard_normal((64, 8)).astype(np.float32),
-                       np.arange(64) % 4, images=rng.integers(0, 256, (64, 4, 4), dtype=np.uint8))
+                       np.arange(64) % 4, images=rng.integers(0, 256, (64, 4, 4), dtype=np.uint8),
+                       reference=rng.standard_normal((64, 5)).astype(np.float32))
 
 
 STORE_DAMAGE = [(name, kind, damage) for name in ("meta.json", "embeddings.npy", "labels.npy")
@@ -128,6 +129,9 @@ STORE_DAMAGE = [(name, kind, damage) for name in ("meta.json", "embeddings.npy",
     ("labels.npy", "float labels", edit_npy(lambda y: y.astype(np.float32))),
     ("images.npy", "a row short", edit_npy(lambda im: im[:-1])),
     ("images.npy", "not uint8", edit_npy(lambda im: im.astype(np.float32))),
+    ("reference.npy", "empty", empty), ("reference.npy", "truncated", truncated), ("reference.npy", "garbage", garbage),
+    ("reference.npy", "a row short", edit_npy(lambda r: r[:-1])),
+    ("reference.npy", "float64", edit_npy(lambda r: r.astype(np.float64))),
 ]
 
 
@@ -147,6 +151,7 @@ def test_an_intact_store_copy_loads(store_dir, tmp_path):
     """The damage above is what fails: the same store, copied undamaged, loads (and `run_dir` trains on it)."""
     store = load_store(shutil.copytree(store_dir, tmp_path / "store"))
     assert store.x.shape == (64, 8) and store.labels.shape == (64,) and store.images.shape == (64, 4, 4)
+    assert store.ref.shape == (64, 5)
 
 
 def test_a_store_made_by_hand_with_only_n_and_d_in_meta_loads(tmp_path):

@@ -116,3 +116,20 @@ def test_bad_or_damaged_images_are_rejected(tmp_path):
     np.save(path / "images.npy", np.zeros((5, 3, 3), np.uint8))
     with pytest.raises(SaeLiteError, match=r"images.npy: holds uint8 \(5, 3, 3\) but a store of n=4"):
         load_store(path)
+
+
+def test_a_store_may_hold_a_reference_embedding_used_as_the_ms_reference(tmp_path):
+    from sae_lite.evaluation.metrics import reference_name
+
+    rng = np.random.default_rng(0)
+    x, ref = rng.standard_normal((30, 4)).astype(np.float32), rng.standard_normal((30, 7)).astype(np.float32)
+    write_store(tmp_path / "plain", x)
+    plain = load_store(tmp_path / "plain")
+    assert plain.ref is None and plain.reference is plain.x and reference_name(plain).startswith("the SAE's input")
+    write_store(tmp_path / "s", x, meta={"reference": "reference.npy (clip-vit-b-32)"}, reference=ref)
+    store = load_store(tmp_path / "s")
+    assert isinstance(store.ref, np.memmap) and np.array_equal(store.reference, ref)
+    assert reference_name(store) == "reference.npy (clip-vit-b-32)"
+    np.save(tmp_path / "s" / "reference.npy", ref[:20])
+    with pytest.raises(SaeLiteError, match="reference.npy"):
+        load_store(tmp_path / "s")

@@ -354,3 +354,18 @@ def test_the_packaged_efficientnet_lite0_weights_classify_imagenet_photos():
     correct = int((predicted == labels).sum())
     print(f"efficientnet-lite0 top-1 on foolbox's ImageNet photos: {correct}/{len(files)}")
     assert correct >= 17, f"only {correct} of {len(files)} photos classified correctly"
+
+
+def test_embed_with_a_reference_backbone_writes_reference_npy_used_by_the_metrics(folders, tmp_path, capsys):
+    """Pach et al.'s MS reads a separate encoder's embeddings (sae-for-vlm scripts/monosemanticity_score.sh:
+    CLIP ViT-B/32); here clip-vit-b-32 with random weights (no download)."""
+    with pytest.warns(UserWarning, match="skipped 1 of 19"):
+        out = _embed(folders, tmp_path / "store", reference_backbone="clip-vit-b-32")
+    store = load_store(out)
+    assert store.x.shape == (18, 192) and store.ref.shape == (18, 512)
+    assert store.meta["reference_backbone"] == "clip-vit-b-32" and not (tmp_path / "store.reference").exists()
+    code = main(["train", "--data", str(out), "--out", str(tmp_path / "run"), "--steps", "20",
+                 "--latents", "32", "--k", "4", "--batch-size", "8"])
+    scores = json.loads(capsys.readouterr()[0])
+    assert code == 0 and scores["ms_reference"].startswith("reference.npy (clip-vit-b-32")
+    assert {"ms_pach", "ms_monoloss", "ms_defined"} <= set(scores)

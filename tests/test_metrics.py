@@ -115,3 +115,34 @@ def test_truncated_probe_improves_with_m():
     result = probes.truncated_probe(codes[:200], y[:200], codes[200:], y[200:], [1, 2])
     assert result[1]["test"] < 0.55 and result[2]["test"] > 0.95
     assert set(result) == {1, 2}
+
+
+def test_both_ms_conventions_on_a_case_with_dead_latents():
+    """Pach (sae-for-vlm metric.py): mean over latents where MS is defined, against a separate reference;
+    MonoLoss (sae/loss.py, train_topk.py): mean over all latents, undefined = 0, against the input."""
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((40, 5))
+    ref = rng.standard_normal((40, 3))
+    acts = np.abs(rng.standard_normal((40, 6)))
+    acts[:, 2] = 0.0                    # dead: never fires
+    acts[:, 4] = 0.0
+    acts[7, 4] = 1.3                    # fires on one input only: MS undefined
+    per_ref, per_input = monosemanticity(acts, ref), monosemanticity(acts, inputs)
+    defined = [0, 1, 3, 5]
+    assert torch.isnan(per_ref[[2, 4]]).all() and not torch.isnan(per_ref[defined]).any()
+    result = metrics.ms_conventions(acts, ref, inputs)
+    assert result["ms_defined"] == 4
+    assert result["ms_pach"] == pytest.approx(float(per_ref[defined].mean()))
+    assert result["ms_monoloss"] == pytest.approx(float(per_input[defined].sum()) / 6)    # dead ones count 0
+    assert result["ms_monoloss"] != pytest.approx(float(per_input[defined].mean()))     # the averages differ
+
+
+def test_evaluate_reports_both_ms_conventions_and_names_the_reference(small_planted):
+    from sae_lite.core.sae import SAE
+
+    sae = SAE(small_planted.d, 64, 4).eval()
+    scores = metrics.evaluate(sae, small_planted)
+    assert scores["ms_reference"] == "planted codes"
+    assert scores["ms_mean"] == scores["ms_pach"]
+    expected = metrics.ms_conventions(metrics.encode_all(sae, small_planted.x)[0], small_planted.ref, small_planted.x)
+    assert {key: scores[key] for key in expected} == pytest.approx(expected)

@@ -1,5 +1,7 @@
 """AbsTopK, BatchTopK and SoftSAE: the selection rules, their SAE state and their bad inputs."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -7,8 +9,9 @@ from sae_lite import SaeLiteError
 from sae_lite.cli import main as cli_main
 from sae_lite.core import sparsity
 from sae_lite.core.config import TrainConfig
-from sae_lite.core.sae import SAE
-from sae_lite.core.train import train
+from sae_lite.core.loss import k_loss
+from sae_lite.core.sae import SAE, THRESHOLD_BETA, THRESHOLD_START
+from sae_lite.core.train import make_optimizer, soft_schedule, threshold_start, train, train_step
 from sae_lite.evaluation import runs
 
 
@@ -87,18 +90,61 @@ def test_soft_topk_is_differentiable_in_k_hat():
     assert (k_hat.grad > 0).all()                                # a larger budget lets more through
 
 
-def test_soft_hard_mode_keeps_floor_k_hat_and_passes_gradient_to_k_hat():
+def test_soft_ours_hard_mode_keeps_floor_k_hat_and_passes_gradient_to_k_hat():
     pre = torch.randn(4, 30, generator=torch.Generator().manual_seed(4)).abs()
     k_hat = torch.tensor([1.0, 3.9, 6.5, 12.0], requires_grad=True)
-    sel = sparsity.soft(pre, k_hat, temperature=0.1, hard=True)
+    sel = sparsity.soft_ours(pre, k_hat, temperature=0.1, hard=True)
     assert sel.support.sum(1).tolist() == [1, 3, 6, 12]
     assert torch.equal(sel.codes.detach(), pre * sel.support)
     sel.codes.sum().backward()
     assert k_hat.grad.abs().sum() > 0
 
 
+def test_soft_hard_mode_truncates_k_hat_and_carries_no_gradient():
+    """St0pien/SoftSAE soft_sae.py L95-98: k_hat.long(), per-row Top-k_hat, all under no_grad."""
+    pre = torch.randn(4, 30, generator=torch.Generator().manual_seed(4)).abs().requires_grad_()
+    k_hat = torch.tensor([1.0, 3.9, 6.5, 12.0], requires_grad=True)
+    sel = sparsity.soft(pre, k_hat, temperature=0.1, hard=True)
+    assert sel.support.sum(1).tolist() == [1, 3, 6, 12]
+    assert torch.equal(sel.codes, pre.detach() * sel.support)
+    assert not sel.codes.requires_grad
+
+
+def test_soft_k_estimator_has_the_authors_shape_and_initialisation():
+    """St0pien/SoftSAE soft_sae.py L74-90: Linear(d, N) from the encoder with zero bias, ReLU,
+    Linear(N, 1), sigmoid; k_hat = k_max * sigmoid, clamped, read from x - b_dec."""
+    sae = SAE(d=8, n_latents=40, k=4, activation="soft", seed=3)
+    first, relu, second, sigmoid = sae.k_estimator
+    assert (first.in_features, first.out_features, second.in_features, second.out_features) == (8, 40, 40, 1)
+    assert isinstance(relu, torch.nn.ReLU) and isinstance(sigmoid, torch.nn.Sigmoid)
+    assert torch.equal(first.weight, sae.W_enc) and first.weight.data_ptr() != sae.W_enc.data_ptr()
+    assert torch.equal(first.bias, torch.zeros(40))
+    assert sae.k_max == 16                                        # 2 d, the CLIP trainer's effective k_max
+    with torch.no_grad():
+        sae.b_pre.normal_()
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        by_hand = (torch.sigmoid(second(torch.relu(first(x - sae.b_pre)))).squeeze(1) * 16).clamp(1, 39)
+        assert torch.allclose(sae.budget(x), by_hand)
+        second.bias.fill_(50.0)                                   # sigmoid -> 1: k_hat -> k_max
+        assert torch.allclose(sae.budget(x), torch.full((16,), 16.0))
+
+
 def test_soft_sae_budget_in_range_and_hard_at_inference():
     sae = SAE(d=8, n_latents=40, k=4, activation="soft", k_max=10)
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(5))
+    out = sae(x)
+    assert out.budget.shape == (16,) and (out.budget >= 1).all() and (out.budget <= 10).all()
+    out.x_hat.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in sae.k_estimator.parameters())
+    sae.eval()
+    with torch.no_grad():
+        out = sae(x)
+    assert torch.equal(out.support.sum(1), out.budget.long())
+
+
+def test_soft_ours_budget_head_learns_and_is_hard_at_inference():
+    sae = SAE(d=8, n_latents=40, k=4, activation="soft-ours", k_max=10)
     x = torch.randn(16, 8, generator=torch.Generator().manual_seed(5))
     out = sae(x)
     assert out.budget.shape == (16,) and (out.budget >= 1).all() and (out.budget <= 10).all()
@@ -110,25 +156,110 @@ def test_soft_sae_budget_in_range_and_hard_at_inference():
     assert torch.equal(out.support.sum(1), out.budget.floor().long())
 
 
-def test_soft_sae_trains_and_its_settings_survive_save_load(tmp_path, small_planted):
-    config = TrainConfig(k=4, n_latents=64, steps=20, batch_size=128, activation="soft", k_max=8,
-                         soft_temperature=0.1, hard_fraction=0.5, log_every=10)
+def test_soft_schedule_anneals_k_and_alpha_linearly_then_goes_hard():
+    """St0pien/SoftSAE soft_sae.py L268-301: k_t = int(d (1 - r) + k r), alpha = (1 - s) + alpha_final s."""
+    config = TrainConfig(k=16, n_latents=512, steps=1000, activation="soft", k_anneal=0.1, alpha_anneal=0.2,
+                         alpha_final=1e-4, hard_fraction=0.15)
+    at = lambda step: soft_schedule(config, 64, step)  # noqa: E731
+    assert at(0) == (64, 1.0, False)                              # starts at d and alpha 1
+    assert at(50).k_target == int(64 * 0.5 + 16 * 0.5) == 40
+    assert at(75).k_target == int(64 * 0.25 + 16 * 0.75)
+    assert at(100).k_target == at(999).k_target == 16
+    assert at(100).temperature == pytest.approx(0.5 + 0.5e-4)
+    assert at(200).temperature == at(999).temperature == pytest.approx(1e-4)
+    assert not at(849).hard and at(850).hard and at(999).hard      # the last 15 % of the steps
+    flat = TrainConfig(k=16, n_latents=512, steps=1000, activation="soft", k_anneal=0, alpha_anneal=0)
+    assert soft_schedule(flat, 64, 0)[:2] == (16, pytest.approx(1e-4))
+
+
+def test_soft_k_loss_is_softplus_beta_5_against_k_t_and_off_in_the_hard_phase(small_planted):
+    config = TrainConfig(k=4, n_latents=64, activation="soft", k_loss_weight=1.0)
+    sae = SAE(small_planted.d, 64, 4, activation="soft")
+    sae.k_target = 20
+    k_hat = torch.tensor([10.0, 30.0, 26.0])
+    expected = torch.nn.functional.softplus(torch.tensor(22.0 - 20), beta=5.0)
+    assert torch.allclose(k_loss(sae, k_hat, config), expected)
+    assert k_loss(sae, k_hat, replace(config, k_loss_weight=0.5)) == pytest.approx(0.5 * float(expected))
+    sae.hard = True
+    assert k_loss(sae, k_hat, config) == 0.0
+
+
+def test_the_hard_phase_leaves_the_k_estimator_unchanged(small_planted):
+    config = TrainConfig(k=4, n_latents=64, activation="soft", lr=1e-2)
+    sae = SAE(small_planted.d, 64, 4, activation="soft")
+    optimizer = make_optimizer(sae, config)
+    dead = torch.zeros(64, dtype=torch.bool)
+    x = torch.as_tensor(small_planted.x[:128])
+    estimator = lambda: [p.detach().clone() for p in sae.k_estimator.parameters()]  # noqa: E731
+    sae.k_target, sae.temperature = 32, 0.5
+    before = estimator()
+    train_step(sae, optimizer, x, config, dead, 1e-2)             # soft phase: the estimator learns
+    assert any(not torch.equal(a, b) for a, b in zip(before, estimator()))
+    sae.hard, sae.k_target = True, 1                              # a k-loss would now be large
+    assert not sae(x).budget.requires_grad                        # k_hat without gradient
+    before, W_dec = estimator(), sae.W_dec.detach().clone()
+    terms = train_step(sae, optimizer, x, config, dead, 1e-2)     # hard phase: it does not
+    assert all(torch.equal(a, b) for a, b in zip(before, estimator()))
+    assert not torch.equal(W_dec, sae.W_dec)                      # while the decoder still learns
+    assert all(p.grad is None for p in sae.k_estimator.parameters())
+    expected = terms.fvu + config.auxk_alpha * terms.auxk         # no k-loss
+    assert torch.allclose(terms.loss, expected)
+
+
+def test_soft_clips_the_gradient_norm_at_one_by_default(small_planted):
+    config = TrainConfig(k=4, n_latents=64, activation="soft")
+    assert config.grad_clip == 1.0
+    assert TrainConfig(k=4, n_latents=64).grad_clip is None
+    assert TrainConfig(k=4, n_latents=64, activation="soft", max_grad_norm=0).grad_clip is None
+    x = torch.as_tensor(small_planted.x[:128])
+    norms = {}
+    for clip in (None, 0.0):
+        sae = SAE(small_planted.d, 64, 4, activation="soft")
+        sae.k_target, sae.temperature = 4, 1.0
+        train_step(sae, make_optimizer(sae, config), x, replace(config, max_grad_norm=clip),
+                   torch.zeros(64, dtype=torch.bool), 1e-3)
+        norms[clip] = float(torch.nn.utils.get_total_norm([p.grad for p in sae.parameters() if p.grad is not None]))
+    assert norms[0.0] > 1.0 + 1e-3 and norms[None] <= 1.0 + 1e-4
+
+
+@pytest.mark.parametrize("activation", ["soft", "soft-ours"])
+def test_soft_sae_trains_and_its_settings_survive_save_load(tmp_path, small_planted, activation):
+    config = TrainConfig(k=4, n_latents=64, steps=20, batch_size=128, activation=activation, k_max=8,
+                         soft_temperature=0.1, alpha_final=0.01, hard_fraction=0.5, log_every=10)
     sae, history = train(config, small_planted, progress=False)
     assert all(torch.isfinite(torch.tensor(history["loss"])))
     runs.save_run(tmp_path / "run", sae, config, {"name": "planted"}, {}, history)
     loaded = runs.load_run(tmp_path / "run").sae
-    assert (loaded.k_max, loaded.temperature) == (8, 0.1)
+    assert (loaded.k_max, loaded.temperature) == (8, pytest.approx(0.01 if activation == "soft" else 0.1))
     x = torch.as_tensor(small_planted.x[:50])
     with torch.no_grad():
         assert torch.equal(loaded(x).codes, sae(x).codes)
 
 
-@pytest.mark.parametrize("rule", ["topk", "abstopk", "batchtopk", "soft"])
+def test_batchtopk_threshold_is_an_ema_with_beta_0999_started_late():
+    """dictionary_learning trainers/batch_top_k.py L110-111, L234-258: beta 0.999, from step > 1000."""
+    assert THRESHOLD_BETA == 0.999 and THRESHOLD_START == 1000
+    assert threshold_start(TrainConfig(k=4, n_latents=64, steps=5000, activation="batchtopk")) == 1001
+    assert threshold_start(TrainConfig(k=4, n_latents=64, steps=600, activation="batchtopk")) == 300
+    sae = SAE(d=8, n_latents=40, k=4, activation="batchtopk")
+    batches = [torch.randn(16, 8, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    sae(batches[0])
+    assert float(sae.threshold) == -1.0                            # not estimated before the start
+    sae.threshold_on = True
+    smallest = [sparsity.batch_threshold(sparsity.batchtopk(sae.pre_activations(b), 4)) for b in batches]
+    sae(batches[1])
+    assert torch.allclose(sae.threshold, smallest[1])              # the first update copies
+    sae(batches[2])
+    assert torch.allclose(sae.threshold, 0.999 * smallest[1] + 0.001 * smallest[2])
+
+
+@pytest.mark.parametrize("rule", ["topk", "abstopk", "batchtopk", "soft", "soft-ours"])
 def test_no_nan_on_zero_inputs_and_k_next_to_n(rule):
     n = 12
     pre = torch.zeros(3, n, requires_grad=True)
     k = n - 1
-    sel = sparsity.soft(pre, torch.full((3,), float(k)), 0.05) if rule == "soft" else sparsity.get(rule)(pre, k)
+    budget = torch.full((3,), float(k))
+    sel = sparsity.get(rule)(pre, budget, 0.05) if rule.startswith("soft") else sparsity.get(rule)(pre, k)
     assert torch.isfinite(sel.codes).all()
     sel.codes.sum().backward()
     assert torch.isfinite(pre.grad).all()
@@ -146,6 +277,11 @@ def test_no_nan_on_zero_inputs_and_k_next_to_n(rule):
     ({"activation": "soft", "soft_temperature": -1.0}, "temperature"),
     ({"activation": "soft", "hard_fraction": 1.5}, "hard_fraction"),
     ({"activation": "soft", "soft_target_weight": -0.1}, "soft_target_weight"),
+    ({"activation": "soft", "alpha_final": 0.0}, "temperature"),
+    ({"activation": "soft", "k_anneal": 1.5}, "k_anneal"),
+    ({"activation": "soft", "alpha_anneal": -0.1}, "alpha_anneal"),
+    ({"activation": "soft", "k_loss_weight": -1.0}, "k_loss_weight"),
+    ({"activation": "soft", "max_grad_norm": -1.0}, "max_grad_norm"),
 ])
 def test_bad_settings_are_refused_before_training(settings, message):
     with pytest.raises(SaeLiteError, match=message):

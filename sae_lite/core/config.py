@@ -42,10 +42,21 @@ class TrainConfig:
     backend: str = _doc("dense", "dense (the readable reference) or sparse (sae_lite.core.kernels: same loss, work in k)")
     b_pre_init: str = _doc("geometric_median", "how b_pre is set from data: geometric_median or mean")
     log_every: int = _doc(50, "steps between two rows of the training history")
-    k_max: int | None = _doc(None, "soft: the largest per-input budget k_hat (default min(2k, n_latents - 1))")
-    soft_temperature: float = _doc(0.05, "soft: scale of the Laplace CDF in the soft top-k (> 0)")
-    soft_target_weight: float = _doc(0.1, "soft: weight of softplus(mean k_hat - k) in the loss")
-    hard_fraction: float = _doc(0.2, "soft: fraction of the steps, at the end, trained with hard top-floor(k_hat)")
+    max_grad_norm: float | None = _doc(None, "clip the gradient's global norm to this (0: never); default 1.0 for "
+                                             "soft (St0pien/SoftSAE), none for the other rules (openai/sparse_autoencoder)")
+    k_max: int | None = _doc(None, "soft, soft-ours: the largest per-input budget k_hat (default: soft min(2d, N - 1), "
+                                   "the SoftSAE CLIP trainer's effective value; soft-ours min(2k, N - 1))")
+    hard_fraction: float = _doc(0.2, "soft, soft-ours: fraction of the steps, at the end, trained with hard Top-k_hat "
+                                     "(ours; SoftSAE_220.json: 6000 of 40000 steps)")
+    k_loss_weight: float = _doc(1.0, "soft: weight of the k-loss softplus(mean k_hat - k_t, beta=5) (SoftSAE_220.json: 1.0)")
+    k_anneal: float = _doc(0.1, "soft: fraction of the steps over which k_t falls linearly from d to k "
+                                "(ours; SoftSAE_220.json: 1600 of 40000 steps)")
+    alpha_final: float = _doc(1e-4, "soft: the soft top-k's Laplace scale alpha at the end of its annealing from 1 "
+                                    "(SoftSAE_220.json: 1e-4)")
+    alpha_anneal: float = _doc(0.1, "soft: fraction of the steps over which alpha falls linearly from 1 to alpha_final "
+                                    "(ours; clip_sweep.py: 1000 of 40000 steps; 0: alpha_final throughout)")
+    soft_temperature: float = _doc(0.05, "soft-ours: scale of the Laplace CDF in the soft top-k (> 0)")
+    soft_target_weight: float = _doc(0.1, "soft-ours: weight of softplus(mean k_hat - k) in the loss")
 
     def __post_init__(self) -> None:
         if self.n_latents < 1:
@@ -56,12 +67,18 @@ class TrainConfig:
         if sparsity.is_signed(self.activation) and not penalties.accepts_signed(self.penalty):
             raise SaeLiteError(f"penalty {self.penalty!r} is defined only for non-negative activations and cannot "
                                f"train activation {self.activation!r}; use one of {', '.join(sorted(penalties.SIGNED_OK))}")
-        sparsity.check_soft(self.k, self.soft_k_max, self.soft_temperature, self.n_latents)
-        for name in ("soft_target_weight", "hard_fraction"):
+        if self.k_max is not None:
+            sparsity.check_soft(self.k, self.k_max, 1.0, self.n_latents)
+        for name in ("soft_temperature", "alpha_final"):
+            sparsity.check_soft(self.k, self.k, getattr(self, name), self.n_latents)
+        for name in ("soft_target_weight", "k_loss_weight", "hard_fraction", "k_anneal", "alpha_anneal"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise SaeLiteError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
-        if self.hard_fraction > 1:
-            raise SaeLiteError(f"hard_fraction must lie in [0, 1], got {self.hard_fraction}")
+        for name in ("hard_fraction", "k_anneal", "alpha_anneal"):
+            if getattr(self, name) > 1:
+                raise SaeLiteError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.max_grad_norm is not None and not 0 <= self.max_grad_norm < math.inf:
+            raise SaeLiteError(f"max_grad_norm must be a finite number >= 0, got {self.max_grad_norm}")
         if not self.weight >= 0 or not math.isfinite(self.weight):
             raise SaeLiteError(f"weight must be a finite number >= 0, got {self.weight}")
         if self.penalty == "none" and self.weight > 0:
@@ -83,15 +100,18 @@ class TrainConfig:
             raise SaeLiteError(f"b_pre_init must be 'geometric_median' or 'mean', got {self.b_pre_init!r}")
 
     @property
-    def soft_k_max(self) -> int:
-        """SoftSAE's k_max, its default filled in."""
-        return min(2 * self.k, self.n_latents - 1) if self.k_max is None else self.k_max
+    def grad_clip(self) -> float | None:
+        """The gradient-norm bound in force: ``max_grad_norm``, its default filled in (None: no clipping)."""
+        if self.max_grad_norm is None:
+            return 1.0 if self.activation == "soft" else None
+        return self.max_grad_norm or None
 
     def sae_options(self) -> dict:
         """The selection rule's own settings, passed to `SAE` (none for most rules)."""
-        if self.activation != "soft":
+        if not sparsity.has_budget(self.activation):
             return {}
-        return {"k_max": self.soft_k_max, "temperature": self.soft_temperature}
+        return {"k_max": self.k_max,
+                "temperature": self.alpha_final if self.activation == "soft" else self.soft_temperature}
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

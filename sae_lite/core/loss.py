@@ -1,11 +1,16 @@
 """The training loss of one batch, on the dense backend (the readable reference), and its parts.
 
     loss = FVU_batch(x, x_hat) + weight * penalty(acts, support, masked) + auxk_alpha * AuxK
-           [+ soft_target_weight * softplus(mean_b k_hat_b - k)   for SoftSAE]
+           [+ k_loss_weight * softplus(mean_b k_hat_b - k_t, beta=5)   soft, in its soft phase]
+           [+ soft_target_weight * softplus(mean_b k_hat_b - k)         soft-ours]
 
 with FVU_batch = sum ||x - x_hat||^2 / sum ||x - mean_batch(x)||^2 (scale-free, so a penalty
 weight transfers across data sets of different norms). The sparse backend (`sae_lite.core.kernels`)
 computes the same `LossTerms` with work in k instead of N.
+
+SoftSAE's k-loss is St0pien/SoftSAE ``soft_sae_clip/soft_sae.py`` ``get_k_loss`` (L349-350): a
+one-sided penalty on the batch mean of k_hat, beta 5 (hard-coded there), target k_t = ``sae.k_target``
+(annealed by the trainer from d to k), and 0 in the hard phase (L384).
 """
 
 from __future__ import annotations
@@ -42,7 +47,17 @@ def loss_terms(sae: SAE, x: Tensor, config: TrainConfig, dead: Tensor) -> LossTe
         aux = penalties.auxk(out.pre, residual, sae.W_dec, dead, config.k_aux or max(1, sae.d // 2),
                              signed=sparsity.is_signed(config.activation))
     loss = fvu + config.weight * penalty + config.auxk_alpha * aux
-    if out.budget is not None:  # SoftSAE: a soft ceiling on the mean budget
-        loss = loss + config.soft_target_weight * torch.nn.functional.softplus(out.budget.mean() - config.k)
+    loss = loss + k_loss(sae, out.budget, config)
     on = out.codes.detach() != 0
     return LossTerms(loss, fvu, penalty, aux, on.any(0), on.sum(1).float().mean())
+
+
+def k_loss(sae: SAE, budget: Tensor | None, config: TrainConfig) -> Tensor | float:
+    """SoftSAE's term on the budgets k_hat [B] (0 for the other rules, and for ``soft`` in its hard phase)."""
+    if budget is None:
+        return 0.0
+    if config.activation == "soft":
+        if sae.hard:
+            return 0.0
+        return config.k_loss_weight * torch.nn.functional.softplus(budget.mean() - sae.k_target, beta=5.0)
+    return config.soft_target_weight * torch.nn.functional.softplus(budget.mean() - config.k)

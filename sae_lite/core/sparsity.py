@@ -9,7 +9,10 @@ The penalties in `sae_lite.core.penalties` act on ``acts`` and ``support``.
     abstopk    the k largest |pre| of each row, sign kept (Zhu, Khalili, Zhu 2025)
     batchtopk  the B*k largest ReLU(pre) of the whole batch; at inference ReLU(pre) > a global
                threshold (Bussmann et al. 2024)
-    soft       a differentiable soft top-k with a per-input budget k_hat (Stepien et al. 2026)
+    soft       SoftSAE as its authors built it (St0pien/SoftSAE, soft_sae_clip/soft_sae.py): a LapSum
+               soft top-k with a per-input budget k_hat; in the hard phase, Top-floor(k_hat) without gradient
+    soft-ours  our earlier SoftSAE variant: the same soft top-k, but its hard phase passes the soft
+               weights' gradient straight through (kept for comparison, chapter 8)
 """
 
 from __future__ import annotations
@@ -89,8 +92,12 @@ def laplace_cdf(z: Tensor) -> Tensor:
 
 
 def laplace_pdf(z: Tensor) -> Tensor:
-    """f(z) = e^-|z| / 2, the derivative of `laplace_cdf`."""
-    return 0.5 * torch.exp(-z.abs())
+    """f(z) = e^-|z| / 2, the derivative of `laplace_cdf`.
+
+    |z| is capped at 80 (e^-80 ~ 2e-35, still a normal float32): at a small temperature most |z| are
+    huge, and an exp that underflows into subnormal numbers is many times slower on a CPU.
+    """
+    return 0.5 * torch.exp(-z.abs().clamp_max(80.0))
 
 
 def soft_threshold(acts: Tensor, k_hat: Tensor, temperature: float, iters: int = 24) -> Tensor:
@@ -124,13 +131,34 @@ def top_per_row(acts: Tensor, counts: Tensor) -> Tensor:
     return torch.zeros_like(acts, dtype=torch.bool).scatter_(1, index, keep)
 
 
-def soft(pre: Tensor, k: int | Tensor, temperature: float = 0.05, hard: bool = False) -> Selection:
-    """SoftSAE's selection (Stepien, Mazur, Tabor, Spurek 2026) with per-input budgets ``k`` [B] (or one int).
+def soft(pre: Tensor, k: int | Tensor, temperature: float = 1e-4, hard: bool = False) -> Selection:
+    """SoftSAE's selection as in St0pien/SoftSAE ``soft_sae_clip/soft_sae.py`` (``SoftTopKSAE.encode``).
 
-    Soft: weights p_bj = F((a_bj - t_b) / temperature), F the Laplace CDF, t_b solved so that
-    sum_j p_bj = k_b (`soft_threshold`); codes = a * p, differentiable in a and in k. The support
-    is {a > t} (p > 1/2). Hard: the top-floor(k_b) units of each row; with gradients on, the codes
-    carry the soft weights' gradient (straight-through), so k still learns in the hard phase.
+    ``k`` [B] (or one number) is the per-input budget k_hat. Soft (``use_hard_topk=False`` there):
+    codes = ReLU(pre) * p with p the LapSum soft top-k weights (``lapsum.topk.soft_topk``): Laplace-CDF
+    weights of scale ``temperature`` (their alpha) that sum to k_hat in every row (`soft_threshold`);
+    differentiable in the activations and in k_hat. The support is {a > t} (p > 1/2).
+    Hard (their last ``hard_topk_steps`` and inference): k_hat truncated to an integer, the top-k_hat
+    units of each row, all of it under ``torch.no_grad()`` as in their code, so no gradient reaches the
+    encoder or k_hat through the codes (the decoder and b_pre still learn from them).
+    """
+    acts = torch.relu(pre)
+    budget = torch.as_tensor(k, dtype=acts.dtype, device=acts.device).expand(acts.shape[0])
+    if hard:
+        with torch.no_grad():
+            support = top_per_row(acts, budget.long())  # .long() truncates, as their estimate_k(x).long()
+            return Selection(acts, support, acts * support)
+    t = soft_threshold(acts, budget, temperature)
+    p = laplace_cdf((acts - t[:, None]) / temperature)
+    return Selection(acts, acts > t[:, None], acts * p)
+
+
+def soft_ours(pre: Tensor, k: int | Tensor, temperature: float = 0.05, hard: bool = False) -> Selection:
+    """Our earlier SoftSAE selection (rule ``soft-ours``), kept to compare with `soft` (chapter 8).
+
+    Soft: as `soft`. Hard: the top-floor(k_b) units of each row; with gradients on, the codes carry
+    the soft weights' gradient (straight-through), so k_hat still learns in the hard phase; the
+    authors' code (`soft`) computes the hard codes without gradient instead.
     """
     acts = torch.relu(pre)
     budget = torch.as_tensor(k, dtype=acts.dtype, device=acts.device).expand(acts.shape[0])
@@ -146,8 +174,9 @@ def soft(pre: Tensor, k: int | Tensor, temperature: float = 0.05, hard: bool = F
 
 
 SELECTIONS: dict[str, Callable[..., Selection]] = {
-    "topk": topk, "abstopk": abstopk, "batchtopk": batchtopk, "soft": soft}
+    "topk": topk, "abstopk": abstopk, "batchtopk": batchtopk, "soft": soft, "soft-ours": soft_ours}
 SIGNED = frozenset({"abstopk"})  # rules whose codes may be negative (acts = |pre|)
+BUDGETED = frozenset({"soft", "soft-ours"})  # rules with a per-input budget k_hat (SoftSAE)
 
 
 def get(name: str) -> Callable[..., Selection]:
@@ -155,6 +184,12 @@ def get(name: str) -> Callable[..., Selection]:
     if name not in SELECTIONS:
         raise SaeLiteError(f"unknown activation {name!r}; choose one of {', '.join(sorted(SELECTIONS))}")
     return SELECTIONS[name]
+
+
+def has_budget(name: str) -> bool:
+    """True for a SoftSAE rule, whose SAE estimates a per-input budget k_hat."""
+    get(name)
+    return name in BUDGETED
 
 
 def is_signed(name: str) -> bool:

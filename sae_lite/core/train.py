@@ -2,7 +2,11 @@
 
 Each step computes the batch's loss (`sae_lite.core.loss`, or the sparse backend's
 `sae_lite.core.kernels`: the same `LossTerms`), backpropagates it, removes from the decoder's
-gradient its component along each atom, takes an Adam step and renormalises the atoms. The batches
+gradient its component along each atom, clips the gradient's norm where the config says so, takes
+an Adam step and renormalises the atoms. SoftSAE's schedules (`soft_schedule`) follow St0pien/SoftSAE
+``soft_sae_clip/soft_sae.py`` (``update_annealed_k``, ``update_annealed_alpha``, the hard phase of
+``update``), with their lengths as fractions of the run. BatchTopK's inference threshold is estimated
+after `sae_lite.core.sae.THRESHOLD_START` steps (`threshold_start`). The batches
 are seeded permutations (any step can be recomputed, so a resumed run equals an uninterrupted one);
 a store on disk is streamed in chunks (`sae_lite.data.stream`); under torchrun every process takes
 its shard of each global batch (`sae_lite.core.distributed`).
@@ -24,7 +28,7 @@ from torch import Tensor
 from sae_lite.core import distributed, kernels, loss
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.loss import LossTerms
-from sae_lite.core.sae import SAE
+from sae_lite.core.sae import SAE, THRESHOLD_START
 from sae_lite.data import stream
 from sae_lite.data.datasets import Dataset
 from sae_lite.errors import SaeLiteError
@@ -81,6 +85,36 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr * min(1.0, remaining)
 
 
+class SoftSchedule(NamedTuple):
+    k_target: int       # the k-loss's target k_t
+    temperature: float  # the soft top-k's alpha
+    hard: bool          # the hard phase: Top-k_hat without gradient, no k-loss
+
+
+def soft_schedule(config: TrainConfig, d: int, step: int) -> SoftSchedule:
+    """SoftSAE's state at ``step`` (0-based), as St0pien/SoftSAE soft_sae_clip/soft_sae.py sets it.
+
+    k_t = int(d (1 - r) + k r), r = min(step / K, 1), K = k_anneal * steps (L268-286: linear from the
+    input dimension d to k, truncated); alpha = (1 - s) + alpha_final s, s = min(step / A, 1),
+    A = alpha_anneal * steps (L288-301); hard from step >= (1 - hard_fraction) * steps (L355-357 take
+    the last ``hard_topk_steps``). ``soft-ours`` keeps k, its temperature, and only the hard phase.
+    """
+    hard = step >= (1 - config.hard_fraction) * config.steps
+    if config.activation != "soft":
+        return SoftSchedule(config.k, config.soft_temperature, hard)
+    k_steps, alpha_steps = config.k_anneal * config.steps, config.alpha_anneal * config.steps
+    r = min(step / k_steps, 1.0) if k_steps >= 1 else 1.0
+    s = min(step / alpha_steps, 1.0) if alpha_steps >= 1 else 1.0
+    return SoftSchedule(int(d * (1 - r) + config.k * r), (1 - s) + config.alpha_final * s, hard)
+
+
+def threshold_start(config: TrainConfig) -> int:
+    """The first step whose batch updates BatchTopK's threshold: after `THRESHOLD_START` steps, as
+    dictionary_learning (``step > threshold_start_step``); ours: at most half the run, so a short run
+    (the quick profile's 600 steps) still ends with a threshold."""
+    return min(THRESHOLD_START + 1, config.steps // 2)
+
+
 def loss_function(config: TrainConfig) -> Callable[[SAE, Tensor, TrainConfig, Tensor], LossTerms]:
     """The loss of ``config``'s backend: the dense reference or the sparse kernels (same `LossTerms`)."""
     return kernels.loss_terms if config.backend == "sparse" else loss.loss_terms
@@ -112,6 +146,8 @@ def train_step(sae: SAE, optimizer: torch.optim.Optimizer, x: Tensor, config: Tr
         group["lr"] = lr
     terms.loss.backward()
     sae.project_decoder_grad()
+    if config.grad_clip is not None:  # after the projection, as St0pien/SoftSAE soft_sae.py L414-418
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), config.grad_clip)
     optimizer.step()
     sae.normalize_decoder()
     return terms
@@ -158,7 +194,8 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = _progress_bar(range(start, end), config.steps, start, progress if job.is_main else False)
     for step in bar:
-        sae.hard = step >= (1 - config.hard_fraction) * config.steps  # only SoftSAE reads it
+        sae.k_target, sae.temperature, sae.hard = soft_schedule(config, dataset.d, step)  # only SoftSAE reads them
+        sae.threshold_on = step >= threshold_start(config)  # only BatchTopK reads it
         dead = since_fired >= config.dead_after
         x = batches(step)
         terms = train_step(sae, optimizer, x, config, dead, learning_rate(config, step), step_loss)

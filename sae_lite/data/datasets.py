@@ -155,7 +155,7 @@ def planted(n: int = 8192, d: int = 64, n_atoms: int = 192, n_classes: int = 8, 
                    atoms=atoms.astype(np.float32), codes=codes.astype(np.float32),
                    n_active=active.sum(1).astype(np.int64),
                    name="planted-signed" if signed_fraction > 0 else "planted",
-                   meta={"source": "planted", "seed": seed, "n_atoms": n_atoms, "d": d,
+                   meta={"source": "planted", "seed": seed, "n_atoms": n_atoms, "d": d, "reference": "planted codes",
                          "signed_atoms": int(signed.sum())})
 
 
@@ -173,5 +173,6 @@ def digits() -> Dataset:
     x = (raw - raw.mean(0)) / np.where(std > 0, std, 1.0)
     images = np.round(raw * (255 / 16)).astype(np.uint8).reshape(-1, 8, 8)
     return Dataset(x=x.astype(np.float32), labels=bunch.target.astype(np.int64), ref=raw, name="digits",
-                   meta={"source": "sklearn.datasets.load_digits", "classes": [str(c) for c in range(10)]},
+                   meta={"source": "sklearn.datasets.load_digits", "classes": [str(c) for c in range(10)],
+                         "reference": "raw pixels"},
                    images=images)

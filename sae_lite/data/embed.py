@@ -45,7 +45,7 @@ def embed_images(backbone: str, source: ImageSource | str | os.PathLike, out: st
                  weights: str = "pretrained", tag: str | None = None, resolution: int | None = None,
                  batch_size: int = 64, device: str = "auto", precision: str = "auto",
                  num_workers: int | None = None, shard_size: int = 4096, overwrite: bool = False,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, reference_backbone: str | None = None) -> Path:
     """Embed every image of ``source`` with ``backbone`` into the store ``out``; returns its path.
 
     ``source``: an `ImageSource` or a folder (read by `image_folder`). ``weights``/``tag``/
@@ -53,7 +53,10 @@ def embed_images(backbone: str, source: ImageSource | str | os.PathLike, out: st
     image is fitted to the input). ``precision="auto"``: bf16 (else fp16) autocast on CUDA,
     fp32 on the CPU. ``num_workers`` (decoding processes) defaults to min(8, CPUs) on CUDA and 0
     on the CPU. Re-running an interrupted call resumes it; ``overwrite`` replaces ``out`` and an
-    ``OUT.partial`` left by a different extraction.
+    ``OUT.partial`` left by a different extraction. ``reference_backbone``: also embed the images with
+    this backbone (same weights choice, its own default resolution) into the store's ``reference.npy``,
+    the separate reference of Pach et al.'s monosemanticity (their default: CLIP ViT-B/32,
+    ``clip-vit-b-32``); it is written first as the store ``OUT.reference``, then moved in.
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -62,6 +65,15 @@ def embed_images(backbone: str, source: ImageSource | str | os.PathLike, out: st
         raise SaeLiteError(f"batch size and shard size must be >= 1 and workers >= 0, "
                            f"got {batch_size}, {shard_size} and {num_workers}")
     spec = get_backbone(backbone)
+    reference, reference_meta = None, {}
+    if reference_backbone is not None:
+        reference_store = embed_images(reference_backbone, source, out.with_name(out.name + ".reference"),
+                                       weights=weights, batch_size=batch_size, device=device, precision=precision,
+                                       num_workers=num_workers, shard_size=shard_size, overwrite=overwrite,
+                                       progress=progress)
+        reference = np.load(reference_store / "embeddings.npy")
+        reference_meta = {"reference": f"reference.npy ({reference_backbone}, {weights} weights)",
+                          "reference_backbone": reference_backbone, "reference_d": int(reference.shape[1])}
     if weights not in WEIGHTS:
         raise SaeLiteError(f"weights must be 'pretrained' or 'random', got {weights!r}")
     resolution = check_resolution(backbone, resolution)
@@ -85,9 +97,15 @@ def embed_images(backbone: str, source: ImageSource | str | os.PathLike, out: st
     x, index = _consolidate(partial, state, len(shards))
     labels = None if source.labels is None else source.labels[index]
     images = None if source.pixels is None else source.pixels[index]
-    write_store(out, x, labels, _store_meta(loaded, source, precision, skipped), overwrite=overwrite, images=images)
+    if reference is not None and len(reference) != len(x):
+        raise SaeLiteError(f"{reference_backbone} read {len(reference)} images but {backbone} read {len(x)}; the "
+                           "reference must have one row per embedding: fix the unreadable files and re-run with --overwrite")
+    write_store(out, x, labels, {**_store_meta(loaded, source, precision, skipped), **reference_meta},
+                overwrite=overwrite, images=images, reference=reference)
     del x
     shutil.rmtree(partial)
+    if reference is not None:
+        shutil.rmtree(out.with_name(out.name + ".reference"))
     if skipped:
         warnings.warn(f"skipped {len(skipped)} of {n} images that could not be read, e.g. {skipped[0][0]} "
                       f"({skipped[0][1]}); they are listed in {out / 'meta.json'}", stacklevel=2)

@@ -6,6 +6,10 @@ A store (written by `sae_lite.data.embed` or by `write_store`) is a directory::
     labels.npy       optional: int64 [n] (one class each) or bool [n, C] (multi-label)
     images.npy       optional: uint8 [n, H, W] (grey) or [n, H, W, 3] (RGB), the embedded images
                      themselves (Fashion-MNIST: [n, 28, 28]), to show what a latent responds to
+    reference.npy    optional: float32 [n, D], a reference embedding of the same images by a separate
+                     encoder (``embed --reference-backbone``), loaded as ``Dataset.ref``: the reference of
+                     Pach et al.'s monosemanticity (ExplainableML/sae-for-vlm scripts/monosemanticity_score.sh
+                     embeds with CLIP ViT-B/32); meta.json then names it (``reference``)
     meta.json        {"format": "sae-lite-store/1", "n", "d", "label_kind", "classes", ...provenance}
 """
 
@@ -24,18 +28,23 @@ STORE_FORMAT = "sae-lite-store/1"
 
 
 def write_store(path: str | os.PathLike, x: np.ndarray, labels: np.ndarray | None = None,
-                meta: dict | None = None, overwrite: bool = False, images: np.ndarray | None = None) -> Path:
+                meta: dict | None = None, overwrite: bool = False, images: np.ndarray | None = None,
+                reference: np.ndarray | None = None) -> Path:
     """Write an embedding store atomically: a temporary directory is renamed into place at the end.
 
     ``x`` is float32 [n, d]; ``labels`` int [n] or bool [n, C]; ``meta`` extra provenance;
-    ``images`` uint8 [n, H, W] or [n, H, W, 3], the embedded images (thumbnails) row by row.
+    ``images`` uint8 [n, H, W] or [n, H, W, 3], the embedded images (thumbnails) row by row;
+    ``reference`` float32 [n, D], the same inputs embedded by a separate encoder (see the module docstring).
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise SaeLiteError(f"{path} already exists; choose another directory or pass overwrite=True")
     x = np.asarray(x, dtype=np.float32)
     images = None if images is None else np.asarray(images)
-    dataset = Dataset(x=x, labels=labels, images=images)  # validates shapes and finiteness before any write
+    reference = None if reference is None else np.asarray(reference, dtype=np.float32)
+    dataset = Dataset(x=x, labels=labels, images=images, ref=reference)  # validates shapes before any write
+    if reference is not None:
+        check_finite(reference, "reference")
     meta = dict(meta or {})
     meta.update(format=STORE_FORMAT, n=dataset.n, d=dataset.d, label_kind=_label_kind(labels))
 
@@ -45,6 +54,8 @@ def write_store(path: str | os.PathLike, x: np.ndarray, labels: np.ndarray | Non
             np.save(tmp / "labels.npy", np.asarray(labels))
         if images is not None:
             np.save(tmp / "images.npy", images)
+        if reference is not None:
+            np.save(tmp / "reference.npy", reference)
         write_json(tmp / "meta.json", meta, default=str)   # strict JSON: a NaN becomes null
 
     return write_dir(path, write, overwrite=True)
@@ -74,9 +85,23 @@ def load_store(path: str | os.PathLike, check: bool = True) -> Dataset:
         raise damaged(x_file, f"holds {x.dtype} {x.shape} but meta.json says float32 ({n}, {d})", RECREATE)
     labels = _load_labels(labels_file, meta.get("label_kind"), n)
     images = _load_images(path / "images.npy", n)
+    reference = _load_reference(path / "reference.npy", n)
     if check:
         check_finite(x, str(x_file))
-    return Dataset(x=x, labels=labels, name=meta.get("name", path.name), meta=meta, images=images)
+        if reference is not None:
+            check_finite(reference, str(path / "reference.npy"))
+    return Dataset(x=x, labels=labels, name=meta.get("name", path.name), meta=meta, images=images, ref=reference)
+
+
+def _load_reference(reference_file: Path, n: int) -> np.ndarray | None:
+    """A store's reference.npy as a read-only memory map (None when absent), checked against its n rows."""
+    if not reference_file.exists():
+        return None
+    reference = load_npy(reference_file, RECREATE, mmap=True)
+    if reference.ndim != 2 or reference.dtype != np.float32 or len(reference) != n:
+        raise damaged(reference_file, f"holds {reference.dtype} {reference.shape} but a store of n={n} needs "
+                                      f"float32 [{n}, D]", RECREATE)
+    return reference
 
 
 #: What to do about a damaged store.

@@ -20,7 +20,8 @@ SELECTION_RULES = {
     "topk": "Top-k: the k largest ReLU pre-activations per input (Gao et al. 2024)",
     "abstopk": "AbsTopK: the k largest |pre-activations| per input, sign kept (Zhu et al. 2025)",
     "batchtopk": "BatchTopK: the B*k largest over the batch; a global threshold at inference (Bussmann et al. 2024)",
-    "soft": "SoftSAE: a per-input budget from a differentiable soft top-k (Stepien et al. 2026)",
+    "soft": "SoftSAE as in St0pien/SoftSAE: an MLP k-estimator and a LapSum soft top-k (Stepien et al. 2026)",
+    "soft-ours": "SoftSAE, our earlier variant: a budget head on the sorted activations, straight-through hard phase",
 }
 REGULARIZERS = {
     "none": "none (the baseline)",
@@ -68,9 +69,12 @@ def card_fields(sae: SAE, config: TrainConfig, data: dict, metrics: dict, stabil
         "training": f"{config.steps} steps of {config.batch_size}, Adam lr={config.lr:g}, seed {config.seed}",
         "reconstruction": {"metric": "R^2 (per-dimension, uniform average, test split)", "value": metrics.get("r2"),
                            "variance_weighted": metrics.get("r2_vw"), "fvu": metrics.get("fvu")},
-        "monosemanticity": {"metric": "mean MS over latents (Pach et al. 2025), reference = "
-                                      + ("planted codes" if "recovery_mmcs" in metrics else "reference embedding"),
-                            "value": metrics.get("ms_mean")},
+        "monosemanticity": {"metric": "mean MS, two conventions: Pach (ExplainableML/sae-for-vlm metric.py; reference "
+                                      f"= {metrics.get('ms_reference', 'not recorded')}; mean over the "
+                                      f"{metrics.get('ms_defined')} latents where it is defined) and MonoLoss "
+                                      "(AtlasAnalyticsLab/MonoLoss sae/loss.py; reference = the SAE's input; mean "
+                                      "over all latents, dead = 0); the claims judge Pach",
+                            "pach": metrics.get("ms_pach", metrics.get("ms_mean")), "monoloss": metrics.get("ms_monoloss")},
         "class_purity": {"metric": "mean share of firings on the latent's top class (count; mass-weighted)",
                          "value": metrics.get("purity_mean"), "weighted": metrics.get("weighted_purity_mean")},
         "l0": metrics.get("l0"),

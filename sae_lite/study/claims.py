@@ -50,7 +50,8 @@ class Claim:
 CLAIMS = {claim.id: claim for claim in (
     Claim("interpretability",
           "The off-support L1 and the L1/L2 ratio raise monosemanticity and class purity at no "
-          "reconstruction cost.",
+          "reconstruction cost (MS in Pach et al.'s convention, ms_mean = ms_pach: a separate reference, "
+          "the mean over latents where MS is defined; dead latents are judged apart).",
           metrics=("ms_mean", "purity_mean"), no_cost=(COST_METRIC,),
           pairs=(("offsupport", "baseline"), ("ratio", "baseline"))),
     Claim("inference_k",
@@ -160,13 +161,15 @@ EXTENSION_CLAIMS = {claim.id: claim for claim in (
           metrics=("one_latent",), pairs=(("abstopk", "baseline"),)),
     Claim("softsae_budget",
           "SoftSAE's per-input budget k_hat(x) tracks the true number of active atoms (Spearman rank "
-          "correlation), where the L0 of Top-k cannot.",
+          "correlation), where the L0 of Top-k cannot (our test on planted data; the SoftSAE paper shows "
+          "k_hat only qualitatively).",
           metrics=("budget_rank_corr",), pairs=(("softsae", "baseline"),)),
     Claim("softsae_matched",
           "At matched mean L0, SoftSAE reconstructs better than Top-k and Top-k + ratio.",
           metrics=("r2",), pairs=(("softsae", "baseline"), ("softsae", "ratio"))),
     Claim("softsae_matched_interpretability",
           "At matched mean L0, SoftSAE's latents are more monosemantic and purer than those of Top-k and "
-          "Top-k + ratio (our question: the chapter compares all three on R^2, MS and purity).",
+          "Top-k + ratio (our question: the chapter compares all three on R^2, MS in Pach et al.'s convention "
+          "and purity).",
           metrics=("ms_mean", "purity_mean"), pairs=(("softsae", "baseline"), ("softsae", "ratio"))),
 )}

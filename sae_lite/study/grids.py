@@ -128,6 +128,12 @@ def adaptive(profile: Profile | None = None) -> list[dict]:
     return run_grid("planted", chosen, [K], profile=profile, progress=False)
 
 
+def soft_variants(profile: Profile | None = None) -> list[dict]:
+    """Our earlier SoftSAE variant (``softsae-ours``) on ``planted`` at `K`, to set beside the authors'
+    (``softsae`` in `adaptive`) in chapter 8; no probes."""
+    return run_grid("planted", [METHODS["softsae-ours"]], [K], profile=profile, progress=False, probe_ms=())
+
+
 def matched_k(rows: list[dict], method: str = "softsae") -> int:
     """The training k whose Top-k budget matches the mean L0 of ``method`` in ``rows`` (rounded, >= 1)."""
     l0 = [row["l0"] for row in rows if row["method"] == method]

@@ -39,7 +39,8 @@ METHODS = {method.name: method for method in (
     Method("ratio-nomask", "ratio", WEIGHTS["ratio"], masked=False),
     Method("abstopk", activation="abstopk"),        # chapter 7: signed codes
     Method("batchtopk", activation="batchtopk"),    # the common baseline: a budget shared by the batch
-    Method("softsae", activation="soft"),           # chapter 8: a per-input budget k_hat(x)
+    Method("softsae", activation="soft"),           # chapter 8: a per-input budget k_hat(x), as St0pien/SoftSAE
+    Method("softsae-ours", activation="soft-ours"), # chapter 8: our earlier SoftSAE variant, for comparison
 )}
 
 #: The methods of the paper's grid (`reproduce`): the baseline, both penalties, and their unmasked ablations.

@@ -147,7 +147,13 @@ def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[
     if too_big:
         raise SaeLiteError(f"inference k {too_big} must be below n_latents={run.sae.n_latents}")
     result: dict = {"r2_by_k": {str(k): v for k, v in metrics.k_sweep(run.sae, test_set.x, ks).items()}}
-    if ms and train_set.labels is not None and np.asarray(train_set.labels).ndim == 1:
+    if ms and train_set.labels is not None and np.asarray(train_set.labels).ndim == 1 \
+            and train_set.n * run.sae.n_latents > probes.DENSE_LIMIT:  # the paper's scale: sparse top-m codes
+        top_train, top_test = (probes.encode_top(run.sae, part.x, max(ms)) for part in (train_set, test_set))
+        probe = probes.sparse_truncated_probe(top_train, train_set.labels, top_test, test_set.labels, ms)
+        result["probe_by_m"] = {str(m): v for m, v in probe.items()}
+        result["probe_codes"] = "sparse top-m, standardised without centring"
+    elif ms and train_set.labels is not None and np.asarray(train_set.labels).ndim == 1:
         codes_train, _ = metrics.encode_all(run.sae, train_set.x)
         codes_test, _ = metrics.encode_all(run.sae, test_set.x)
         probe = probes.truncated_probe(codes_train, train_set.labels, codes_test, test_set.labels, ms)
