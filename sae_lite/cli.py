@@ -74,6 +74,10 @@ class Help(argparse.RawDescriptionHelpFormatter):
             return text
         return f"{text} (default: %(default)s)"
 
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        """Wrapped at spaces only: a name like soft-ours is never split at its hyphen."""
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False)
+
 
 ENVIRONMENT = """environment variables:
   SAE_LITE_PROFILE    quick, default or paper: how much work reproduce and the book's chapters do

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from sae_lite.core import sae as sae_module
 from sae_lite.core import sparsity
 from sae_lite.core import train as train_module
 from sae_lite.core.config import TrainConfig
@@ -144,8 +145,10 @@ def test_batchtopk_threshold_is_the_moving_average_of_each_batch_s_smallest_kept
     for pre in seen:                                     # the B*k largest ReLU(pre) of the batch: keep the least > 0
         kept = np.sort(np.maximum(pre, 0).ravel())[::-1][:B * K]
         smallest.append(kept[kept > 0].min())
-    threshold = smallest[0]
-    for value in smallest[1:]:
-        threshold = 0.99 * threshold + 0.01 * value
+    start = train_module.threshold_start(replace(TINY, activation="batchtopk"))   # dictionary_learning: after
+    assert 1 < start < TINY.steps                                                    # a start, then an EMA
+    threshold = smallest[start]                                          # steps count from 0; the first update copies
+    for value in smallest[start + 1:]:
+        threshold = sae_module.THRESHOLD_BETA * threshold + (1 - sae_module.THRESHOLD_BETA) * value
     assert float(sae.threshold) == pytest.approx(threshold, rel=1e-5)
-    assert abs(threshold - smallest[0]) > 1e-3 and abs(threshold - smallest[-1]) > 1e-3  # the average matters
+    assert abs(threshold - smallest[start]) > 1e-6 and abs(threshold - smallest[-1]) > 1e-3  # the average matters
