@@ -7,12 +7,11 @@ step times in seconds: ``{"peer": "overcomplete 0.3.0 TopKSAE", "times": [...]}`
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import time
 
 import torch
+from peer_timing import parse, size_parser, time_steps  # the sibling file: these run as plain scripts
 
 
 def _import_overcomplete():
@@ -36,14 +35,7 @@ def _import_overcomplete():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("d", "n", "k", "batch", "repeats", "warmup"):
-        parser.add_argument(f"--{name}", type=int, required=True)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse(size_parser(__doc__.splitlines()[0]))
     version, TopKSAE = _import_overcomplete()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -58,16 +50,7 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    times = []
-    for i in range(args.warmup + args.repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
+    times = time_steps(step, device, args.warmup, args.repeats)
     print(json.dumps({"peer": f"overcomplete {version} TopKSAE", "times": times}))
 
 

@@ -30,30 +30,21 @@ torch.sparse.mm decoder); with torch 2.13 its backward fails
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import statistics
-import time
 
 import torch
+from peer_timing import parse, size_parser, time_steps  # the sibling file: these run as plain scripts
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("d", "n", "k", "batch"):
-        parser.add_argument(f"--{name}", type=int, required=True)
-    parser.add_argument("--repeats", "--steps", dest="repeats", type=int, default=5, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
+    parser = size_parser(__doc__.splitlines()[0])
     parser.add_argument("--dead-fraction", type=float, default=0.0, help="latents marked dead (AuxK runs if > 0)")
     parser.add_argument("--sparse-activations", action="store_true", help="SAELens's COO activation path")
     parser.add_argument("--no-rescale", action="store_true",
                         help="rescale_acts_by_decoder_norm=False (needed by --sparse-activations on torch 2.13)")
-    args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse(parser)
 
     import sae_lens
     from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
@@ -80,18 +71,11 @@ def main() -> None:
         trainer.step(x)
         trainer.n_training_steps += 1  # fit() advances it after logging / checkpointing (both off here)
 
-    times = []
-    for i in range(steps):
-        if dead is not None:  # untimed: keep the same latents dead every step, as sae_lite.bench does
+    def keep_dead() -> None:  # untimed: the same latents dead every step, as sae_lite.bench does
+        if dead is not None:
             trainer.n_forward_passes_since_fired[dead] = trainer_cfg.dead_feature_window + 10**6
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
+
+    times = time_steps(step, device, args.warmup, args.repeats, before=keep_dead)
 
     notes = ("TopKTrainingSAE via SAETrainer.step: "
              + ("use_sparse_activations (COO B x N activations, torch.sparse.mm decoder)" if args.sparse_activations

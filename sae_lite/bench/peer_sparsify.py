@@ -25,15 +25,14 @@ draws its own) so the AuxK branch runs every step.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import statistics
 import sys
-import time
 
 import torch
+from peer_timing import parse, size_parser, time_steps  # the sibling file: these run as plain scripts
 
 
 def _import_sparsify():
@@ -47,21 +46,13 @@ def _import_sparsify():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("d", "n", "k", "batch"):
-        parser.add_argument(f"--{name}", type=int, required=True)
-    parser.add_argument("--repeats", "--steps", dest="repeats", type=int, default=5, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
+    parser = size_parser(__doc__.splitlines()[0])
     parser.add_argument("--optimizer", choices=("adam", "signum"), default="adam")
     parser.add_argument("--auxk-alpha", type=float, default=0.0, help="sparsify's default: 0 (AuxK off)")
     parser.add_argument("--dead-fraction", type=float, default=0.25, help="dead latents when --auxk-alpha > 0")
     parser.add_argument("--highest-precision", action="store_true",
                         help="skip sparsify's torch.set_float32_matmul_precision('high')")
-    args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse(parser)
     if torch.device(args.device).type == "cpu":
         # sparsify picks its Triton decoder whenever `import triton` works; its kernels run on GPUs only.
         os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
@@ -118,16 +109,7 @@ def main() -> None:
             num_tokens_since_fired[did_fire] = 0
             did_fire.zero_()
 
-    times = []
-    for i in range(args.warmup + args.repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
+    times = time_steps(step, device, args.warmup, args.repeats)
 
     notes = (f"SparseCoder topk, fused_encoder (sparse index_add backward), decoder={decoder}, "
              f"optimizer={args.optimizer}, auxk_alpha={args.auxk_alpha}"
