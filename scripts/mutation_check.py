@@ -165,6 +165,11 @@ MUTATIONS = (
       "return max(good) if good else None", "return min(good) if good else None", ("stats",)),
     M("weight rule mixes the penalties' rows", "sae_lite/study/weights.py",
       'r["method"] == "baseline" or r["penalty"] == penalty', 'r["method"] == "baseline" or True', ("stats",)),
+    M("weight search tries the smallest weight first", "sae_lite/study/weights.py",
+      "self.weights = sorted(sweep_weights(profile), reverse=True)", "self.weights = sorted(sweep_weights(profile))",
+      ("stats",)),
+    M("weight search stops at a rejected weight", "sae_lite/study/weights.py",
+      "if rule_weight([baseline, row]) == weight:", "if True:", ("stats",)),
 )
 
 

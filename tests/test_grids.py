@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from sae_lite.study import grids, runner, weights
@@ -26,6 +28,24 @@ def test_rule_weight_averages_seeds_and_keeps_a_weight_exactly_at_the_tolerance(
              for w, values in {0.01: (1.0, 1.0), 0.1: (0.25, 0.75), 0.3: (0.5, 0.25)}.items() for v in values]
     assert rule_weight(rows, tolerance=0.25) == 0.1
     assert rule_weight(rows, tolerance=0.125) == 0.01
+
+
+@pytest.mark.parametrize("profile", ["quick", "default"])
+def test_the_weight_search_picks_what_the_whole_sweep_picks_and_trains_only_down_to_it(profile):
+    """Every pattern of accepted weights (not only monotone ones): the same pick as `pick_weights` on the
+    whole sweep, after training exactly the weights from the largest down to it (all when none passes)."""
+    settings = PROFILE_SETTINGS[profile]
+    sweep = weights.sweep_weights(settings)
+    baseline = {"method": "baseline", "penalty": "none", "weight": 0.0, "r2_vw": 0.75}
+    for accepted in itertools.product((False, True), repeat=len(sweep)):
+        r2 = {w: 0.75 if ok else 0.5 for w, ok in zip(sweep, accepted)}
+        search, trained = weights.WeightSearch(settings), []
+        while search.next_weight() is not None:
+            trained.append(search.next_weight())
+            search.judge(baseline, {"method": "ratio", "penalty": "ratio", "weight": trained[-1], "r2_vw": r2[trained[-1]]})
+        rows = [baseline] + [{"method": "ratio", "penalty": "ratio", "weight": w, "r2_vw": v} for w, v in r2.items()]
+        assert search.pick == weights.pick_weights(rows, ("ratio",), settings)["ratio"], accepted
+        assert trained == sorted((w for w in sweep if w >= search.pick), reverse=True), accepted  # all when none passes
 
 
 def test_pick_weights_reads_each_penalty_s_own_rows_and_falls_back_to_the_smallest_weight():

@@ -27,7 +27,7 @@ from sae_lite.errors import SaeLiteError
 from sae_lite.study.methods import METHODS, PAPER_METHODS, WEIGHTS, with_weights
 from sae_lite.study.profiles import PROFILE_SETTINGS, PROFILES, REAL_LATENTS, Profile
 from sae_lite.study.runner import Job, grid_jobs
-from sae_lite.study.weights import TOLERANCE, pick_weights, sweep_jobs, sweep_weights
+from sae_lite.study.weights import TOLERANCE, sweep_jobs, sweep_weights
 
 #: The published grid ("Beyond the Hard Budget", Jacquier, Vakalopoulou, Hosseini 2026, arXiv:2606.27321):
 #: two datasets x three backbones x k in {32, 64, 128}, three seeds.
@@ -71,15 +71,10 @@ class Grid:
         return [(cell, job) for cell in self.cells
                 for job in sweep_jobs(cell.data, tuple(WEIGHTS), cell.rule_k, self.profile, n_latents=cell.n_latents)]
 
-    def weights(self, sweeps: list[tuple[Cell, dict]]) -> dict[str, dict[str, float]]:
-        """{cell label: {penalty: weight}} that the rule picks from the cells' sweep rows."""
-        return {cell.label: pick_weights([row for c, row in sweeps if c == cell], tuple(WEIGHTS), self.profile)
-                for cell in self.cells}
-
     def jobs(self, weights: dict[str, dict[str, float]] | None = None) -> list[tuple[Cell, Job]]:
         """Every run of the grid, with its cell, in the order `sae_lite.study.reproduce` trains them.
 
-        ``weights``: {cell label: {penalty: weight}} (from `weights`); without them the methods'
+        ``weights``: {cell label: {penalty: weight}} (from `sae_lite.study.reproduce.train_grid`); without them the methods'
         default weights stand in (enough to count and validate the runs)."""
         methods = [METHODS[name] for name in self.methods]
         return [(cell, job) for cell in self.cells

@@ -20,6 +20,8 @@ import io
 import json
 import os
 import sys
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,9 +30,10 @@ from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import card, runs
 from sae_lite.files import read_json, write_atomic, write_json
 from sae_lite.study import claims
+from sae_lite.study.methods import WEIGHTS
 from sae_lite.study.paper import Grid
-from sae_lite.study.results import run_path
-from sae_lite.study.runner import run_jobs
+from sae_lite.study.runner import JobPool, run_jobs
+from sae_lite.study.weights import WeightSearch
 
 RECIPE = ("data", "backbone", "method", "penalty", "weight", "masked", "auxk", "activation", "n_latents", "k", "seed")
 
@@ -50,29 +53,58 @@ def reproduce(grid: Grid, out: str | os.PathLike, progress: bool | None = None) 
     out = Path(out)
     grid.jobs()  # validates every run's settings before anything is written
     claim_out(out, grid.fingerprint())
-    sweeps = grid.sweep_jobs()
-    pending = _pending(sweeps)
-    sweep_rows = run_jobs([job for _, job in sweeps], progress)  # every cell's sweeps in one pool
-    weights = grid.weights([(cell, row) for (cell, _), row in zip(sweeps, sweep_rows)])
+    with JobPool(progress) as pool:
+        weights = train_grid(grid, pool)
     jobs = grid.jobs(weights)
-    pending += _pending(jobs)
-    print(f"reproduce ({grid.profile.name}): {len(jobs)} runs, {pending} trained (weight sweeps included)",
+    print(f"reproduce ({grid.profile.name}): {len(jobs)} runs, {pool.trained} trained (the weight search included)",
           file=sys.stderr)
     rows = [{**row, "data": cell.label, "backbone": cell.backbone, "n_latents": cell.n_latents}
-            for (cell, _), row in zip(jobs, run_jobs([job for _, job in jobs], progress))]
+            for (cell, _), row in zip(jobs, run_jobs([job for _, job in jobs], progress))]  # all cached: loaded
     write_stability(rows)
     write_atomic(out / "results.csv", to_csv(rows))
     verdicts = write_claims(out, rows)
     write_cards(out / "cards", rows)
-    summary = {"out": str(out), "profile": grid.profile.name, "runs": len(rows), "trained": pending,
+    summary = {"out": str(out), "profile": grid.profile.name, "runs": len(rows), "trained": pool.trained,
                "weights": weights, "claims": verdicts}
     return Reproduction(summary, rows)
 
 
-def _pending(jobs: list) -> int:
-    """How many of the (cell, job) runs are not in the results cache."""
-    unique = {run_path(job.config, job.spec) for _, job in jobs}
-    return sum(not (path / "metrics.json").is_file() for path in unique)
+def train_grid(grid: Grid, pool: JobPool) -> dict[str, dict[str, float]]:
+    """Train every run of ``grid`` in ``pool``; returns the weights the rule picks ({cell label: {penalty: weight}}).
+
+    All work shares the pool, so no worker waits while another finishes a phase. Each cell's baseline and
+    the runs of its weight searches (`WeightSearch`, one per penalty: a chain of runs, one after the other)
+    go to a free worker first; the baseline's other seeds (they need no weight) and a cell's grid, once its
+    searches end (its runs already trained are only evaluated), fill the workers in between.
+    """
+    sweep = {(cell, job.method.penalty, job.method.weight): job for cell, job in grid.sweep_jobs()}
+    pool.prepare(list(sweep.values()))
+    searches = {(cell, penalty): WeightSearch(grid.profile) for cell in grid.cells for penalty in WEIGHTS}
+    first_seed = grid.profile.seeds[0]  # the sweeps' seed: that baseline is trained once, in the sweep
+    urgent = deque([(sweep[cell, "none", 0.0], None) for cell in grid.cells]
+                   + [(sweep[key[0], key[1], search.next_weight()], key) for key, search in searches.items()])
+    backlog = deque((job, None) for _, job in grid.jobs() if job.method.penalty == "none" and job.config.seed != first_seed)
+    baselines = {cell: sweep[cell, "none", 0.0] for cell in grid.cells}
+    weights: dict[str, dict[str, float]] = {}
+    running: dict = {}
+    while urgent or backlog or running:
+        while len(running) < pool.workers and (urgent or backlog):
+            job, key = (urgent or backlog).popleft()
+            running[pool.submit(job)] = key
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            key, row = running.pop(future), future.result()
+            if key is None:
+                continue
+            cell, penalty = key
+            search = searches[key]
+            search.judge(pool.submit(baselines[cell]).result(), row)  # the baseline's future: it ran first
+            if search.next_weight() is not None:
+                urgent.append((sweep[cell, penalty, search.next_weight()], key))
+            elif all(searches[cell, p].pick is not None for p in WEIGHTS):
+                weights[cell.label] = {p: searches[cell, p].pick for p in WEIGHTS}
+                backlog.extend((job, None) for c, job in grid.jobs(weights) if c == cell)
+    return weights
 
 
 def results_dir(grid: Grid) -> Path:

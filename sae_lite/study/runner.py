@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import sys
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -84,21 +84,71 @@ def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tupl
 def run_jobs(jobs: list[Job], progress: bool | None = None) -> list[dict]:
     """The row of every job, in order: uncached runs train side by side in worker processes (see
     `parallel_jobs`; jobs of several grids and data sets share one pool), cached ones are loaded."""
-    for spec in {json.dumps(job.spec, sort_keys=True): job.spec for job in jobs}.values():
-        if spec["name"] == catalog.REAL:
-            load_split(spec)  # embeds the real data once, here, before any worker needs it
     paths = [run_path(job.config, job.spec) for job in jobs]
     # a run to train, or a trained one still to evaluate as its row needs (probes a sweep skipped)
     missing = [i for i, path in enumerate(paths) if paths.index(path) == i and not _done(jobs[i], path)]
-    workers = min(parallel_jobs(), len(missing))
-    rows: dict[int, dict] = {}
-    if workers > 1:  # train the missing runs side by side; cached ones are only loaded, below
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: safe under Jupyter and torch
-        threads = max(1, usable_cores() // workers)
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker, initargs=(threads,)) as pool:
-            futures = {i: pool.submit(_train_and_evaluate, jobs[i], False) for i in missing}
-            rows = {i: future.result() for i, future in futures.items()}
-    return [rows[i] if i in rows else _train_and_evaluate(job, progress) for i, job in enumerate(jobs)]
+    with JobPool(progress, workers=min(parallel_jobs(), len(missing))) as pool:
+        pool.prepare(jobs)
+        futures = {i: pool.submit(jobs[i]) for i in missing}  # to the workers first, then the rest here
+        rows = {i: future.result() for i, future in futures.items()}
+        return [rows[i] if i in rows else pool.submit(job).result() for i, job in enumerate(jobs)]
+
+
+class JobPool:
+    """Trains and evaluates jobs as they are submitted, each `submit` giving a future of the job's row.
+
+    With more than one worker (`parallel_jobs` by default), an uncached run trains in a worker process
+    (started at the first one, each with cores / workers torch threads); a cached one, or any with one
+    worker, is computed here at once. The real data is embedded here, once, before any worker needs it
+    (`prepare`).
+    ``trained`` counts the distinct runs submitted that were not in the results cache.
+    """
+
+    def __init__(self, progress: bool | None = None, workers: int | None = None) -> None:
+        self.progress, self.workers = progress, parallel_jobs() if workers is None else workers
+        self.trained, self._futures, self._specs = 0, {}, set()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> JobPool:
+        return self
+
+    def __exit__(self, *error) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=error[0] is not None)
+
+    def submit(self, job: Job) -> Future:
+        """A future of the job's row (`_train_and_evaluate`); the same future for the same job submitted again."""
+        path = run_path(job.config, job.spec)
+        key = (path, job.method, job.k_factors, job.probe_ms)
+        if key in self._futures:
+            return self._futures[key]
+        if not any(seen == path for seen, *_ in self._futures):
+            self.trained += not (path / "metrics.json").is_file()
+        self.prepare([job])
+        if self.workers > 1 and not _done(job, path):
+            future = self._workers().submit(_train_and_evaluate, job, False)
+        else:
+            future = Future()
+            future.set_result(_train_and_evaluate(job, self.progress))
+        self._futures[key] = future
+        return future
+
+    def prepare(self, jobs: list[Job]) -> None:
+        """Embed the real data of ``jobs`` once, here, before any worker needs it (call it before the first
+        `submit` so that no run trains beside the embedding)."""
+        for job in jobs:
+            spec = json.dumps(job.spec, sort_keys=True)
+            if job.spec["name"] == catalog.REAL and spec not in self._specs:
+                load_split(job.spec)
+                self._specs.add(spec)
+
+    def _workers(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")  # a fresh interpreter: safe under Jupyter and torch
+            threads = max(1, usable_cores() // self.workers)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=start_worker,
+                                             initargs=(threads,))
+        return self._pool
 
 
 def parallel_jobs() -> int:

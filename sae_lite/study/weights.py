@@ -3,7 +3,8 @@
 On each data set (and profile), the baseline and the penalty at each weight of `sweep_weights` train
 on the first seed (`sweep_grid`); `rule_weight` picks the largest weight whose test R^2
 (`COST_METRIC`) stays within `TOLERANCE` of the baseline's. The book and ``reproduce`` train every
-penalty at that pick (`chosen_weights`), so the rule and the weight used always agree.
+penalty at that pick (`chosen_weights`; ``reproduce`` finds it with `WeightSearch`, which trains
+fewer of the sweep's runs), so the rule and the weight used always agree.
 """
 
 from __future__ import annotations
@@ -70,6 +71,29 @@ def rule_weight(rows: list[dict], tolerance: float = TOLERANCE) -> float | None:
             by_weight.setdefault(row["weight"], []).append(row[COST_METRIC])
     good = [w for w, r2 in by_weight.items() if sum(r2) / len(r2) >= floor]
     return max(good) if good else None
+
+
+class WeightSearch:
+    """The rule's pick for one penalty found with fewer runs: the sweep's weights are tried from the largest
+    down, and the first whose row `rule_weight` accepts (against the baseline's) is the pick, which is the
+    largest accepted weight of the whole sweep; when none is accepted, the smallest, as `pick_weights`.
+    ``reproduce`` searches so; the chapters train the whole sweep, to draw it."""
+
+    def __init__(self, profile: Profile | None = None) -> None:
+        self.weights = sorted(sweep_weights(profile), reverse=True)
+        self.left, self.pick = list(self.weights), None
+
+    def next_weight(self) -> float | None:
+        """The weight to train next, None once the pick is known."""
+        return None if self.pick is not None else self.left[0]
+
+    def judge(self, baseline: dict, row: dict) -> None:
+        """Take the row of the penalty at `next_weight` (with the baseline's row of the same sweep)."""
+        weight = self.left.pop(0)
+        if rule_weight([baseline, row]) == weight:
+            self.pick = weight
+        elif not self.left:
+            self.pick = min(self.weights)
 
 
 def chosen_weights(data: str | dict, k: int, profile: Profile | None = None, penalties: tuple[str, ...] = tuple(WEIGHTS),
