@@ -168,7 +168,7 @@ def test_reproduce_killed_with_sigkill_finishes_with_the_uninterrupted_results(t
     killed.send_signal(signal.SIGKILL)
     assert killed.wait(30) == -signal.SIGKILL
     done_before = finished_runs(tmp_path / "cache")
-    assert 2 <= done_before < 4 and not (tmp_path / "out" / "results.csv").exists()   # killed mid-grid
+    assert done_before >= 2 and not (tmp_path / "out" / "results.csv").exists()   # killed mid-grid
     for entry in (tmp_path / "cache" / "runs").iterdir():   # no half entry: a run directory is whole or absent
         if entry.is_dir() and not entry.name.startswith("."):  # (a hidden temporary sibling, the entry's .lock file)
             assert {"sae.safetensors", "config.json", "metrics.json", "card.md"} <= {f.name for f in entry.iterdir()}
@@ -176,7 +176,9 @@ def test_reproduce_killed_with_sigkill_finishes_with_the_uninterrupted_results(t
     again = reproduce_process(tmp_path / "out", tmp_path / "cache")
     reproduce_here(tmp_path / "whole", tmp_path / "cache-whole", monkeypatch)
     assert again.wait(300) == 0, again.stderr.read()
-    assert f"{4 - done_before} trained" in again.stderr.read()   # the killed call's runs are reused
+    total = finished_runs(tmp_path / "cache-whole")   # the uninterrupted call's runs (the weight search's included)
+    assert done_before < total
+    assert f"{total - done_before} trained" in again.stderr.read()   # the killed call's runs are reused
     for name in ("results.csv", "claims.json", "claims.md"):
         assert without_paths((tmp_path / "out" / name).read_text(), tmp_path / "cache") == \
             without_paths((tmp_path / "whole" / name).read_text(), tmp_path / "cache-whole"), name

@@ -66,10 +66,15 @@ class Grid:
     cells: tuple[Cell, ...]
     methods: tuple[str, ...] = PAPER_METHODS
 
+    @property
+    def penalties(self) -> tuple[str, ...]:
+        """The penalties whose weight the rule picks on each cell: those of `WEIGHTS`."""
+        return tuple(WEIGHTS)
+
     def sweep_jobs(self) -> list[tuple[Cell, Job]]:
         """Every run of the cells' weight sweeps (`sae_lite.study.weights.sweep_jobs`), with its cell."""
         return [(cell, job) for cell in self.cells
-                for job in sweep_jobs(cell.data, tuple(WEIGHTS), cell.rule_k, self.profile, n_latents=cell.n_latents)]
+                for job in sweep_jobs(cell.data, self.penalties, cell.rule_k, self.profile, n_latents=cell.n_latents)]
 
     def jobs(self, weights: dict[str, dict[str, float]] | None = None) -> list[tuple[Cell, Job]]:
         """Every run of the grid, with its cell, in the order `sae_lite.study.reproduce` trains them.

@@ -30,7 +30,6 @@ from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import card, runs
 from sae_lite.files import read_json, write_atomic, write_json
 from sae_lite.study import claims
-from sae_lite.study.methods import WEIGHTS
 from sae_lite.study.paper import Grid
 from sae_lite.study.runner import JobPool, run_jobs
 from sae_lite.study.weights import WeightSearch
@@ -79,7 +78,7 @@ def train_grid(grid: Grid, pool: JobPool) -> dict[str, dict[str, float]]:
     """
     sweep = {(cell, job.method.penalty, job.method.weight): job for cell, job in grid.sweep_jobs()}
     pool.prepare(list(sweep.values()))
-    searches = {(cell, penalty): WeightSearch(grid.profile) for cell in grid.cells for penalty in WEIGHTS}
+    searches = {(cell, penalty): WeightSearch(grid.profile) for cell in grid.cells for penalty in grid.penalties}
     first_seed = grid.profile.seeds[0]  # the sweeps' seed: that baseline is trained once, in the sweep
     urgent = deque([(sweep[cell, "none", 0.0], None) for cell in grid.cells]
                    + [(sweep[key[0], key[1], search.next_weight()], key) for key, search in searches.items()])
@@ -101,8 +100,8 @@ def train_grid(grid: Grid, pool: JobPool) -> dict[str, dict[str, float]]:
             search.judge(pool.submit(baselines[cell]).result(), row)  # the baseline's future: it ran first
             if search.next_weight() is not None:
                 urgent.append((sweep[cell, penalty, search.next_weight()], key))
-            elif all(searches[cell, p].pick is not None for p in WEIGHTS):
-                weights[cell.label] = {p: searches[cell, p].pick for p in WEIGHTS}
+            elif all(searches[cell, p].pick is not None for p in grid.penalties):
+                weights[cell.label] = {p: searches[cell, p].pick for p in grid.penalties}
                 backlog.extend((job, None) for c, job in grid.jobs(weights) if c == cell)
     return weights
 
