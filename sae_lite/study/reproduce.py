@@ -83,7 +83,6 @@ def train_grid(grid: Grid, pool: JobPool) -> dict[str, dict[str, float]]:
     urgent = deque([(sweep[cell, "none", 0.0], None) for cell in grid.cells]
                    + [(sweep[key[0], key[1], search.next_weight()], key) for key, search in searches.items()])
     backlog = deque((job, None) for _, job in grid.jobs() if job.method.penalty == "none" and job.config.seed != first_seed)
-    baselines = {cell: sweep[cell, "none", 0.0] for cell in grid.cells}
     weights: dict[str, dict[str, float]] = {}
     running: dict = {}
     while urgent or backlog or running:
@@ -97,7 +96,7 @@ def train_grid(grid: Grid, pool: JobPool) -> dict[str, dict[str, float]]:
                 continue
             cell, penalty = key
             search = searches[key]
-            search.judge(pool.submit(baselines[cell]).result(), row)  # the baseline's future: it ran first
+            search.judge(pool.submit(sweep[cell, "none", 0.0]).result(), row)  # the same future: it ran first
             if search.next_weight() is not None:
                 urgent.append((sweep[cell, penalty, search.next_weight()], key))
             elif all(searches[cell, p].pick is not None for p in grid.penalties):

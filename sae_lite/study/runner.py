@@ -106,7 +106,7 @@ class JobPool:
 
     def __init__(self, progress: bool | None = None, workers: int | None = None) -> None:
         self.progress, self.workers = progress, parallel_jobs() if workers is None else workers
-        self.trained, self._futures, self._specs = 0, {}, set()
+        self.trained, self._futures, self._paths, self._specs = 0, {}, set(), set()
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> JobPool:
@@ -122,7 +122,8 @@ class JobPool:
         key = (path, job.method, job.k_factors, job.probe_ms)
         if key in self._futures:
             return self._futures[key]
-        if not any(seen == path for seen, *_ in self._futures):
+        if path not in self._paths:
+            self._paths.add(path)
             self.trained += not (path / "metrics.json").is_file()
         self.prepare([job])
         if self.workers > 1 and not _done(job, path):
