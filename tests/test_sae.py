@@ -2,8 +2,10 @@ import pytest
 import torch
 
 from sae_lite import SaeLiteError
+from sae_lite.core import loss
+from sae_lite.core.config import TrainConfig
 from sae_lite.core.sae import SAE, SAEOutput, geometric_median
-from sae_lite.core.sparsity import topk
+from sae_lite.core.sparsity import any_row, as_weights, topk
 
 
 def test_topk_support_has_exactly_k_units_and_codes_match():
@@ -15,6 +17,27 @@ def test_topk_support_has_exactly_k_units_and_codes_match():
         kept_min = torch.where(sel.support, sel.acts, torch.inf).min(1).values
         dropped_max = torch.where(sel.support, -torch.inf, sel.acts).max(1).values
         assert (kept_min >= dropped_max).all()
+
+
+def test_bool_mask_helpers_equal_the_bool_operations():
+    g = torch.Generator().manual_seed(0)
+    x, mask = torch.randn(7, 12, generator=g), torch.rand(7, 12, generator=g) > 0.7
+    for m, values in ((mask, x), (mask.T, x.T), (mask[:, ::3], x[:, ::3])):  # contiguous, transposed, strided
+        assert torch.equal(values * as_weights(m, values), values * m)
+        assert torch.equal(any_row(m), m.any(0))
+    assert not any_row(torch.zeros(3, 4, dtype=torch.bool)).any()
+
+
+@pytest.mark.parametrize("activation", ["topk", "abstopk"])
+def test_loss_reports_the_latents_that_fired_and_the_l0(activation):
+    torch.manual_seed(0)
+    sae = SAE(d=8, n_latents=32, k=4, activation=activation)
+    x = torch.randn(6, 8)
+    terms = loss.loss_terms(sae, x, TrainConfig(k=4, n_latents=32, activation=activation), torch.zeros(32, dtype=torch.bool))
+    on = sae(x).codes != 0
+    assert 0 < int(on.any(0).sum()) < 32 and (activation == "topk" or (sae(x).codes < 0).any())
+    assert torch.equal(terms.fired, on.any(0))
+    assert terms.l0.item() == on.sum(1).float().mean().item()
 
 
 def test_forward_returns_named_tuple_and_k_override():

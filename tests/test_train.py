@@ -1,11 +1,12 @@
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from sae_lite import SaeLiteError
 from sae_lite.core.config import TrainConfig
-from sae_lite.core.train import batch_indices, learning_rate, train
+from sae_lite.core.train import batch_indices, epoch_order, learning_rate, train
 from sae_lite.data import planted
 from sae_lite.device import resolve_device
 from sae_lite.evaluation import metrics
@@ -74,6 +75,16 @@ def test_run_directory_round_trip_without_pickle(small_planted, tmp_path):
 def test_batches_cover_each_epoch_once():
     seen = [batch_indices(100, 10, seed=0, step=s) for s in range(10)]
     assert sorted(int(i) for batch in seen for i in batch) == list(range(100))
+
+
+def test_every_epoch_has_its_own_order_and_a_batch_is_the_same_when_recomputed():
+    first, second = ([batch_indices(100, 10, seed=0, step=s) for s in steps] for steps in (range(10), range(10, 20)))
+    assert sorted(int(i) for batch in second for i in batch) == list(range(100))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert not np.array_equal(batch_indices(100, 10, seed=1, step=0), first[0])
+    assert np.array_equal(batch_indices(100, 10, seed=0, step=3), first[3])
+    with pytest.raises(ValueError):  # the kept order of an epoch cannot be changed by a caller
+        epoch_order(100, 0, 0)[0] = 1
 
 
 def test_learning_rate_warmdown():

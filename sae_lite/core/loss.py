@@ -48,8 +48,8 @@ def loss_terms(sae: SAE, x: Tensor, config: TrainConfig, dead: Tensor) -> LossTe
                              signed=sparsity.is_signed(config.activation))
     loss = fvu + config.weight * penalty + config.auxk_alpha * aux
     loss = loss + k_loss(sae, out.budget, config)
-    on = out.codes.detach() != 0
-    return LossTerms(loss, fvu, penalty, aux, on.any(0), on.sum(1).float().mean())
+    on = out.codes.detach().abs().sign()  # [B, N] 1.0 where a code is non-zero (a float mask: faster on CPU)
+    return LossTerms(loss, fvu, penalty, aux, on.amax(0) > 0, on.sum(1).float().mean())
 
 
 def k_loss(sae: SAE, budget: Tensor | None, config: TrainConfig) -> Tensor | float:

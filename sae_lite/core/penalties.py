@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from sae_lite.core.sparsity import any_row, as_weights
 from sae_lite.errors import SaeLiteError
 
 EPS = 1e-8
@@ -26,17 +27,17 @@ EPS = 1e-8
 
 def batch_active(support: Tensor) -> Tensor:
     """[B, N] bool -> [N] bool: units kept for at least one input of the batch."""
-    return support.any(dim=0)
+    return any_row(support)
 
 
 def _restrict(acts: Tensor, support: Tensor, masked: bool) -> Tensor:
     """Zero the units outside the batch-active set (a multiplicative mask: no gradient reaches them)."""
-    return acts * batch_active(support) if masked else acts
+    return acts * as_weights(batch_active(support), acts) if masked else acts
 
 
 def off_support_l1(acts: Tensor, support: Tensor, masked: bool = True) -> Tensor:
     """L1 of the activations the selection rule dropped, averaged over the batch."""
-    return (_restrict(acts, support, masked) * ~support).sum() / acts.shape[0]
+    return (_restrict(acts, support, masked) * as_weights(~support, acts)).sum() / acts.shape[0]
 
 
 def l1_l2_ratio(acts: Tensor, support: Tensor, masked: bool = True) -> Tensor:
@@ -96,16 +97,17 @@ def auxk(pre: Tensor, residual: Tensor, W_dec: Tensor, dead: Tensor, k_aux: int,
     Returns the residual reconstruction error normalised by the residual's variance; 0 when no
     latent is dead.
     """
-    n_dead = int(dead.sum())
-    if n_dead == 0:
+    dead_cols = dead.nonzero().flatten()
+    if len(dead_cols) == 0:
         return pre.new_zeros(())
+    pre_dead = pre.index_select(1, dead_cols)  # [B, D]: the dead latents' pre-activations
+    m = min(k_aux, len(dead_cols))
     if signed:
-        index = pre.abs().masked_fill(~dead, -1.0).topk(min(k_aux, n_dead), dim=1, sorted=False).indices
-        values = pre.gather(1, index)
+        local = pre_dead.abs().topk(m, dim=1, sorted=False).indices
+        values = pre_dead.gather(1, local)
     else:
-        acts = torch.relu(pre.masked_fill(~dead, float("-inf")))
-        values, index = acts.topk(min(k_aux, n_dead), dim=1, sorted=False)
-    residual_hat = torch.zeros_like(pre).scatter(1, index, values) @ W_dec
+        values, local = torch.relu(pre_dead).topk(m, dim=1, sorted=False)
+    residual_hat = torch.zeros_like(pre).scatter(1, dead_cols[local], values) @ W_dec
     target = residual.detach()
     variance = (target - target.mean(0)).square().sum().clamp_min(EPS)
     return (residual_hat - target).square().sum() / variance

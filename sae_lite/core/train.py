@@ -14,6 +14,7 @@ its shard of each global batch (`sae_lite.core.distributed`).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import asdict
@@ -47,8 +48,15 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     """
     per_epoch = max(1, n // batch_size)
     epoch, offset = divmod(step, per_epoch)
+    return np.sort(epoch_order(n, seed, epoch)[offset * batch_size:(offset + 1) * batch_size])
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """[n] the seeded permutation of one epoch (read-only; kept, since every step of the epoch reads it)."""
     order = np.random.default_rng([seed, epoch]).permutation(n)
-    return np.sort(order[offset * batch_size:(offset + 1) * batch_size])
+    order.flags.writeable = False
+    return order
 
 
 class Batches:
