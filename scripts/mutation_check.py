@@ -97,6 +97,8 @@ MUTATIONS = (
       "return Selection(acts, support, pre * as_weights(support, pre))",
       "return Selection(acts, support, acts * as_weights(support, pre))",
       ("loop", "measure")),
+    M("Laplace CDF with its two branches swapped", "sae_lite/core/sparsity.py",
+      "return torch.lerp(tail, 1 - tail, upper)", "return torch.lerp(1 - tail, tail, upper)", ("loop",)),
     # penalties and AuxK
     M("penalty mask ignored", "sae_lite/core/penalties.py",
       "return acts * as_weights(batch_active(support), acts) if masked else acts", "return acts", ("penalty",)),

@@ -72,6 +72,17 @@ def test_batchtopk_without_a_threshold_refuses_eval():
         sae(torch.randn(3, 4))
 
 
+def test_laplace_cdf_and_its_gradient_by_hand():
+    z = torch.tensor([-100.0, -3.0, -0.5, -0.0, 0.0, 0.5, 3.0, 100.0], requires_grad=True)
+    value = sparsity.laplace_cdf(z)
+    by_hand = torch.where(z < 0, 0.5 * torch.exp(z.clamp_min(-80.0)), 1 - 0.5 * torch.exp(-z.clamp_max(80.0)))
+    assert torch.equal(value, by_hand)
+    value.sum().backward()
+    inside = [1, 2, 5, 6]  # d F / d z = f(z) for 0 < |z| < 80 (beyond, the cap; at 0, |z|'s subgradient 0)
+    torch.testing.assert_close(z.grad[inside], sparsity.laplace_pdf(z.detach())[inside], rtol=1e-6, atol=0)
+    assert value[0] > 0 and value[3] == value[4] == 0.5  # F(-0.0) = F(0) = 1/2
+
+
 def test_soft_topk_weights_sum_to_k_hat_per_row():
     pre = torch.randn(6, 50, dtype=torch.double, generator=torch.Generator().manual_seed(2))
     k_hat = torch.tensor([1.0, 2.5, 7.3, 10.0, 20.2, 48.9], dtype=torch.double)
