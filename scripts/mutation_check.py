@@ -99,6 +99,8 @@ MUTATIONS = (
       ("loop", "measure")),
     M("Laplace CDF with its two branches swapped", "sae_lite/core/sparsity.py",
       "return torch.lerp(tail, 1 - tail, upper)", "return torch.lerp(1 - tail, tail, upper)", ("loop",)),
+    M("the bisection's row sums forget the temperature", "sae_lite/core/sparsity.py",
+      "torch.sub(acts, t[:, None], out=z).div_(temperature)", "torch.sub(acts, t[:, None], out=z)", ("loop",)),
     # penalties and AuxK
     M("penalty mask ignored", "sae_lite/core/penalties.py",
       "return acts * as_weights(batch_active(support), acts) if masked else acts", "return acts", ("penalty",)),

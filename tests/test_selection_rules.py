@@ -83,6 +83,17 @@ def test_laplace_cdf_and_its_gradient_by_hand():
     assert value[0] > 0 and value[3] == value[4] == 0.5  # F(-0.0) = F(0) = 1/2
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_bisections_in_place_row_sums_equal_the_laplace_cdf_bit_for_bit(dtype):
+    g = torch.Generator().manual_seed(4)
+    acts = torch.relu(torch.randn(5, 30, generator=g, dtype=dtype))
+    t = torch.randn(5, generator=g, dtype=dtype)
+    work = tuple(torch.empty_like(acts) for _ in range(3))
+    for temperature in (1e-4, 0.05, 1.0):
+        expected = sparsity.laplace_cdf((acts - t[:, None]) / temperature).sum(1)
+        assert torch.equal(sparsity.cdf_row_sums(acts, t, temperature, work), expected)
+
+
 def test_soft_topk_weights_sum_to_k_hat_per_row():
     pre = torch.randn(6, 50, dtype=torch.double, generator=torch.Generator().manual_seed(2))
     k_hat = torch.tensor([1.0, 2.5, 7.3, 10.0, 20.2, 48.9], dtype=torch.double)

@@ -133,15 +133,27 @@ def soft_threshold(acts: Tensor, k_hat: Tensor, temperature: float, iters: int =
         a, target = acts.detach(), k_hat.detach().expand(acts.shape[0])
         margin = temperature * (math.log(acts.shape[1]) + 1)  # beyond it the N tails sum to < 1/(2e)
         low, high = a.min(1).values - margin, a.max(1).values + margin
+        work = tuple(torch.empty_like(a) for _ in range(3))
         for _ in range(iters):
             mid = (low + high) / 2
-            above = laplace_cdf((a - mid[:, None]) / temperature).sum(1) > target  # t is too low
+            above = cdf_row_sums(a, mid, temperature, work) > target  # t is too low
             low, high = torch.where(above, mid, low), torch.where(above, high, mid)
         t0 = (low + high) / 2
     z = (acts - t0[:, None]) / temperature
     excess = laplace_cdf(z).sum(1) - k_hat
     slope = (laplace_pdf(z).sum(1) / temperature).clamp_min(torch.finfo(acts.dtype).tiny)
     return t0 + excess / slope
+
+
+def cdf_row_sums(acts: Tensor, t: Tensor, temperature: float, work: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """sum_j `laplace_cdf`((acts_bj - t_b) / temperature) [B], without gradient: the same arithmetic, bit for
+    bit, done in place in the three [B, N] tensors ``work``. The bisection calls it 24 times a step, and on
+    a CPU allocating fresh [B, N] tensors cost more than the arithmetic (8 times as long on [256, 512])."""
+    z, upper, cdf = work
+    torch.sub(acts, t[:, None], out=z).div_(temperature)
+    torch.ge(z, 0, out=upper)
+    tail = z.abs_().clamp_max_(80.0).neg_().exp_().mul_(0.5)  # `laplace_pdf`
+    return torch.lerp(tail, torch.neg(tail, out=cdf).add_(1), upper, out=cdf).sum(1)
 
 
 def top_per_row(acts: Tensor, counts: Tensor) -> Tensor:
