@@ -105,7 +105,7 @@ def laplace_cdf(z: Tensor) -> Tensor:
 
     Chosen by a 0/1 float step, lerp(tail, 1 - tail, [z >= 0]): the values and the gradient of
     ``torch.where(z < 0, tail, 1 - tail)`` bit for bit, without its bool mask (see `as_weights`), which
-    made this function about 8 times slower on a [256, 512] batch; the soft top-k calls it 25 times a step.
+    made this function about 8 times slower on a [256, 512] batch. The bisection uses `cdf_row_sums`.
     """
     tail = laplace_pdf(z)  # e^-|z| / 2, the mass beyond |z|
     upper = torch.ge(z.detach(), 0, out=torch.empty_like(z, requires_grad=False))  # 1.0 where z >= 0
@@ -147,8 +147,9 @@ def soft_threshold(acts: Tensor, k_hat: Tensor, temperature: float, iters: int =
 
 def cdf_row_sums(acts: Tensor, t: Tensor, temperature: float, work: tuple[Tensor, Tensor, Tensor]) -> Tensor:
     """sum_j `laplace_cdf`((acts_bj - t_b) / temperature) [B], without gradient: the same arithmetic, bit for
-    bit, done in place in the three [B, N] tensors ``work``. The bisection calls it 24 times a step, and on
-    a CPU allocating fresh [B, N] tensors cost more than the arithmetic (8 times as long on [256, 512])."""
+    bit, done in place in the three [B, N] tensors ``work``. The bisection calls it 24 times a step; on our
+    CPU it takes 0.55 ms on [256, 512] where the fresh tensors of `laplace_cdf` take 0.67 ms at
+    temperature 1 and 3.3 ms at 0.05 or below."""
     z, upper, cdf = work
     torch.sub(acts, t[:, None], out=z).div_(temperature)
     torch.ge(z, 0, out=upper)
