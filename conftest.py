@@ -51,6 +51,19 @@ def pytest_configure(config):
     pytest_items.NotebookRun = FigureCheckingRun
 
 
+#: At most this many test processes (`-n auto` in pyproject.toml): a notebook's grid already trains one
+#: process per core (SAE_LITE_JOBS), so more test processes than this add memory, not speed.
+MAX_TEST_PROCESSES = 4
+
+
+def pytest_xdist_auto_num_workers(config):
+    """How many processes pytest-xdist starts for ``-n auto``: one per usable core, at most
+    `MAX_TEST_PROCESSES`. On our 2-core machine two processes ran the test command in 8 min 13 s
+    where one took 10 to 11 min (README, time budget)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_TEST_PROCESSES))
+
+
 def pytest_collection_modifyitems(config, items):
     """A notebook gets one retry. Twice here (about 1 in 50 notebook executions) nbclient and its
     kernel both sat idle waiting for each other after a cell (a lost message, seen with ipykernel 6
