@@ -4,6 +4,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent
 pytest_plugins = ("pytester",)   # tests/test_check_figures.py runs nbmake on a notebook of its own
 
@@ -56,6 +58,7 @@ def pytest_configure(config):
 MAX_TEST_PROCESSES = 4
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: no error where xdist is not loaded
 def pytest_xdist_auto_num_workers(config):
     """How many processes pytest-xdist starts for ``-n auto``: one per usable core, at most
     `MAX_TEST_PROCESSES`. On our 2-core machine two processes ran the test command in 8 min 13 s
@@ -69,8 +72,6 @@ def pytest_collection_modifyitems(config, items):
     kernel both sat idle waiting for each other after a cell (a lost message, seen with ipykernel 6
     and 7); the per-cell timeout (`--nbmake-timeout`) turns that into a failure, the retry into a
     pass. A notebook that really fails, fails twice."""
-    import pytest
-
     for item in items:
         if item.nodeid.endswith(".ipynb"):
             item.add_marker(pytest.mark.flaky(reruns=1))

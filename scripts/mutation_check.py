@@ -38,6 +38,7 @@ GROUPS = {
     "loop": ("tests/test_training_loop.py", "tests/test_train.py", "tests/test_sae.py", "tests/test_selection_rules.py"),
     "penalty": ("tests/test_penalties.py", "tests/test_kernels.py"),
     "stats": ("tests/test_claims.py", "tests/test_grids.py", "tests/test_runner.py"),
+    "setup": ("tests/test_test_command.py",),
 }
 ALL_TESTS = tuple(dict.fromkeys(path for group in GROUPS.values() for path in group))
 
@@ -184,6 +185,8 @@ MUTATIONS = (
       ("stats",)),
     M("weight search stops at a rejected weight", "sae_lite/study/weights.py",
       "if rule_weight([baseline, row]) == weight:", "if True:", ("stats",)),
+    M("the test command starts one process per core, uncapped", "conftest.py",
+      "return max(1, min(cores, MAX_TEST_PROCESSES))", "return max(1, cores)", ("setup",)),
 )
 
 
