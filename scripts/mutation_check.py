@@ -186,7 +186,7 @@ MUTATIONS = (
     M("weight search stops at a rejected weight", "sae_lite/study/weights.py",
       "if rule_weight([baseline, row]) == weight:", "if True:", ("stats",)),
     M("the test command starts one process per core, uncapped", "conftest.py",
-      "return max(1, min(cores, MAX_TEST_PROCESSES))", "return max(1, cores)", ("setup",)),
+      "return max(1, min(usable_cores(), MAX_TEST_PROCESSES))", "return max(1, usable_cores())", ("setup",)),
 )
 
 
