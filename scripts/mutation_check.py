@@ -129,6 +129,10 @@ MUTATIONS = (
     M("sparse off-support gradient on the support", "sae_lite/core/kernels.py",
       "out=torch.empty_like(acts)).scatter_(1, support, 0.0)", "out=torch.empty_like(acts)).scatter_(1, support, 1.0)",
       ("penalty",)),
+    M("dense AuxK's padding columns keep a dead latent's values", "sae_lite/core/kernels.py",
+      "        codes[:, n_dead:] = 0.0\n", "", ("penalty",)),
+    M("dense AuxK's encoder gradient misses the ReLU", "sae_lite/core/kernels.py",
+      "d_pre = (error @ W.T).mul_(codes.gt_(0))", "d_pre = error @ W.T", ("penalty",)),
     # metrics and probes
     M("MS without subtracting the minimum", "sae_lite/evaluation/metrics.py",
       "torch.where(span > 0, (a - low) /", "torch.where(span > 0, a /", ("measure",)),

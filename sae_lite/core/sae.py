@@ -175,8 +175,8 @@ class SAE(nn.Module):
     def project_decoder_grad(self) -> None:
         """Remove from W_dec.grad the component parallel to each (unit) atom."""
         if self.W_dec.grad is not None:
-            parallel = (self.W_dec.grad * self.W_dec).sum(1, keepdim=True)
-            self.W_dec.grad -= parallel * self.W_dec
+            parallel = torch.einsum("nd,nd->n", self.W_dec.grad, self.W_dec)  # row dot products, no [N, d] temporary
+            self.W_dec.grad.addcmul_(parallel[:, None], self.W_dec, value=-1)
 
     @torch.no_grad()
     def init_b_pre(self, x: Tensor, method: str = "geometric_median") -> None:
