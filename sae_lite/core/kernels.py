@@ -110,14 +110,14 @@ class KnownGrads(torch.autograd.Function):
     def forward(ctx, value: Tensor, d_W_enc: Tensor, d_b_enc: Tensor, d_W_dec: Tensor | None, cols: Tensor | None,
                 W_enc: Tensor, b_enc: Tensor, b_pre: Tensor, W_dec: Tensor) -> Tensor:
         ctx.cols = cols
-        ctx.save_for_backward(d_W_enc, d_b_enc, d_W_dec, W_enc)
+        ctx.save_for_backward(d_W_enc, d_b_enc, d_W_dec, W_enc, b_enc, W_dec)
         return value.clone()
 
     @staticmethod
     def backward(ctx, up: Tensor):
-        d_W_enc, d_b_enc, d_W_dec, W_enc = ctx.saved_tensors
-        d_W, d_b = _on_rows(d_W_enc * up, ctx.cols, W_enc), _on_rows(d_b_enc * up, ctx.cols, W_enc[:, 0])
-        d_dec = None if d_W_dec is None else _on_rows(d_W_dec * up, ctx.cols, W_enc)  # (W_dec: W_enc's shape)
+        d_W_enc, d_b_enc, d_W_dec, W_enc, b_enc, W_dec = ctx.saved_tensors
+        d_W, d_b = _on_rows(d_W_enc * up, ctx.cols, W_enc), _on_rows(d_b_enc * up, ctx.cols, b_enc)
+        d_dec = None if d_W_dec is None else _on_rows(d_W_dec * up, ctx.cols, W_dec)
         return None, None, None, None, None, d_W, d_b, -(d_b @ W_enc), d_dec
 
 
