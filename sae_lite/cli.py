@@ -8,9 +8,11 @@ and exits with status 2, before anything is written.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import textwrap
+import typing
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields
@@ -20,7 +22,7 @@ import torch
 
 from sae_lite.bench import bench
 from sae_lite.book.figures import write_figures
-from sae_lite.core import distributed
+from sae_lite.core import distributed, rules
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.train import check
 from sae_lite.data import fashion_mnist
@@ -46,21 +48,58 @@ def _int_list(text: str) -> list[int]:
 
 
 def _field_type(field) -> type:
-    """The scalar type behind a dataclass annotation such as 'int | None'."""
-    name = str(field.type).split("|")[0].strip()
-    return {"int": int, "float": float, "str": str, "bool": bool}[name]
+    """The scalar type behind a dataclass annotation such as 'int | None' (a string, or the type itself)."""
+    kind = field.type
+    if isinstance(kind, str):
+        return {"int": int, "float": float, "str": str, "bool": bool}[kind.split("|")[0].strip()]
+    return kind if isinstance(kind, type) else typing.get_args(kind)[0]
+
+
+def _flag(field) -> str:
+    return field.metadata.get("flag", field.name).replace("_", "-")
+
+
+def _add_option(parser, field, dest: str, default, help: str) -> argparse.Action:
+    """One option for a dataclass field; a True-by-default flag becomes ``--no-<flag>``."""
+    if _field_type(field) is bool:
+        return parser.add_argument(f"--no-{_flag(field)}", dest=dest, action="store_false", default=default,
+                                   help=f"do not {help}")
+    return parser.add_argument(f"--{_flag(field)}", dest=dest, type=_field_type(field), default=default, help=help)
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per TrainConfig field; a True-by-default flag becomes ``--no-<flag>``."""
+    """One option per shared `TrainConfig` field, ``--activation``, and each rule's own options in a
+    group under the rule's name (an option two rules share is listed under both)."""
     for field in fields(TrainConfig):
-        flag = field.metadata.get("flag", field.name).replace("_", "-")
-        kind = _field_type(field)
-        if kind is bool:
-            parser.add_argument(f"--no-{flag}", dest=field.name, action="store_false", help=f"do not {field.metadata['help']}")
-        else:
-            parser.add_argument(f"--{flag}", dest=field.name, type=kind, default=field.default,
-                                help=field.metadata["help"])  # `Help` adds the default
+        if field.name != "rule":
+            _add_option(parser, field, field.name, field.default, field.metadata["help"])  # `Help` adds the default
+    parser.add_argument("--activation", default="topk", metavar="RULE",
+                        help=f"the selection rule: {', '.join(rules.names())}")
+    shared: dict[str, argparse.Action] = {}
+    for name, config in rules.RULES.items():
+        group = parser.add_argument_group(f"{name} options", config.summary)
+        for field in fields(config):
+            help = field.metadata["help"] + ("" if field.default is None else f" (default: {field.default})")
+            if _flag(field) in shared:  # parsed by the first rule's option; listed here with this rule's help
+                group._group_actions.append(copy.copy(shared[_flag(field)]))
+                group._group_actions[-1].help = help
+                continue
+            shared[_flag(field)] = _add_option(group, field, f"rule.{field.name}", argparse.SUPPRESS, help)
+            shared[_flag(field)].metavar = field.name.upper()
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The `TrainConfig` of parsed options; an option of a rule other than ``--activation``'s is refused."""
+    chosen = rules.get(args.activation)
+    given = {dest.removeprefix("rule."): value for dest, value in vars(args).items() if dest.startswith("rule.")}
+    own = {field.name for field in fields(chosen)}
+    foreign = sorted(set(given) - own)
+    if foreign:
+        owners = [rule for rule, config in rules.RULES.items() if foreign[0] in {f.name for f in fields(config)}]
+        raise SaeLiteError(f"--{foreign[0].replace('_', '-')} is an option of {', '.join(owners)}, not of "
+                           f"--activation {args.activation}; drop it or choose --activation {owners[0]}")
+    shared = {field.name: getattr(args, field.name) for field in fields(TrainConfig) if field.name != "rule"}
+    return TrainConfig(**shared, rule=chosen(**given))
 
 
 class Help(argparse.RawDescriptionHelpFormatter):
@@ -90,10 +129,6 @@ ENVIRONMENT = """environment variables:
                       (default: one per CPU core; 1 when a CUDA GPU is present)
   SAE_LITE_DOWNLOADS  where Fashion-MNIST is downloaded to when it is not installed
                       (default: ~/.cache/sae-lite/downloads)"""
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{field.name: getattr(args, field.name) for field in fields(TrainConfig)})
 
 
 # --------------------------------------------------------------------------------------------

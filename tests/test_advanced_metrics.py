@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sae_lite import SaeLiteError
+from sae_lite.core.rules.softsae import SoftSAEConfig
 from sae_lite.core.sae import SAE
 from sae_lite.data import planted
 from sae_lite.evaluation import metrics
@@ -39,7 +40,7 @@ def test_rank_correlation():
 
 def test_budgets_are_k_hat_for_soft_and_the_l0_otherwise():
     x = np.random.default_rng(0).standard_normal((30, 8)).astype(np.float32)
-    soft = SAE(8, 40, 4, activation="soft", k_max=10).eval()
+    soft = SAE(8, 40, 4, SoftSAEConfig(k_max=10)).eval()
     k_hat = metrics.budgets(soft, x)
     assert k_hat.shape == (30,) and (k_hat >= 1).all() and (k_hat <= 10).all()
     assert not torch.equal(k_hat, k_hat.floor())                 # the continuous budget, not the L0
@@ -51,7 +52,7 @@ def test_evaluate_reports_signed_usage_on_signed_planted_data():
     """A dictionary that holds one signed atom as a +/- pair and another as a single flipped latent:
     evaluate's counts equal loops over the cosines."""
     data = planted(n=600, d=16, n_atoms=48, n_classes=2, signed_fraction=0.5, seed=4)
-    sae = SAE(16, 64, 4, activation="abstopk").eval()
+    sae = SAE(16, 64, 4, "abstopk").eval()
     signed = (np.asarray(data.codes) < 0).any(0)
     first, second = np.flatnonzero(signed)[:2]
     with torch.no_grad():

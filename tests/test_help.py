@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sae_lite.cli import build_parser
-from sae_lite.core import penalties, sparsity
+from sae_lite.core import penalties, rules
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
@@ -60,7 +60,7 @@ def test_train_help_shows_every_default_once():
 def test_train_help_lists_the_choices_not_a_python_name():
     shown = options(help_text("train"))
     assert "SELECTIONS" not in shown["--activation"] and "sae_lite" not in shown["--activation"]
-    for name in sparsity.SELECTIONS:
+    for name in rules.names():
         assert name in shown["--activation"]
     for name in penalties.PENALTIES:
         assert name in shown["--penalty"]

@@ -79,7 +79,7 @@ def tiny_sae(activation: str = "topk", k: int = 4, seed: int = 0) -> tuple[SAE, 
         sae.b_pre.copy_(torch.randn(8, generator=gen))
         sae.b_enc.copy_(0.3 * torch.randn(32, generator=gen))
         if activation == "batchtopk":
-            sae.threshold.fill_(0.2)
+            sae.rule.threshold.fill_(0.2)
     x = np.random.default_rng(seed).standard_normal((60, 8)) * 2
     return sae, x
 

@@ -5,7 +5,7 @@ import torch
 
 from sae_lite.core import penalties
 from sae_lite.core.penalties import auxk, batch_active, l1_l2_ratio, off_support_l1
-from sae_lite.core.sparsity import topk
+from sae_lite.core.rules.topk import topk
 
 ACTS = torch.tensor([[3.0, 1.0, 0.0, 2.0],
                      [0.5, 4.0, 0.0, 0.0]])

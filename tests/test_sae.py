@@ -4,8 +4,9 @@ import torch
 from sae_lite import SaeLiteError
 from sae_lite.core import loss
 from sae_lite.core.config import TrainConfig
+from sae_lite.core.rules.base import any_row, as_weights
+from sae_lite.core.rules.topk import topk
 from sae_lite.core.sae import SAE, SAEOutput, geometric_median
-from sae_lite.core.sparsity import any_row, as_weights, topk
 
 
 def test_topk_support_has_exactly_k_units_and_codes_match():
@@ -31,9 +32,9 @@ def test_bool_mask_helpers_equal_the_bool_operations():
 @pytest.mark.parametrize("activation", ["topk", "abstopk"])
 def test_loss_reports_the_latents_that_fired_and_the_l0(activation):
     torch.manual_seed(0)
-    sae = SAE(d=8, n_latents=32, k=4, activation=activation)
+    sae = SAE(d=8, n_latents=32, k=4, rule=activation)
     x = torch.randn(6, 8)
-    terms = loss.loss_terms(sae, x, TrainConfig(k=4, n_latents=32, activation=activation), torch.zeros(32, dtype=torch.bool))
+    terms = loss.loss_terms(sae, x, TrainConfig(k=4, n_latents=32, rule=activation), torch.zeros(32, dtype=torch.bool))
     on = sae(x).codes != 0
     assert 0 < int(on.any(0).sum()) < 32 and (activation == "topk" or (sae(x).codes < 0).any())
     assert torch.equal(terms.fired, on.any(0))
@@ -77,7 +78,7 @@ def test_geometric_median_resists_outliers():
 
 
 @pytest.mark.parametrize("kwargs", [dict(d=4, n_latents=8, k=0), dict(d=4, n_latents=8, k=8),
-                                    dict(d=4, n_latents=0, k=1), dict(d=4, n_latents=8, k=2, activation="relu")])
+                                    dict(d=4, n_latents=0, k=1), dict(d=4, n_latents=8, k=2, rule="relu")])
 def test_bad_arguments(kwargs):
     with pytest.raises(SaeLiteError):
         SAE(**kwargs)

@@ -95,7 +95,7 @@ def test_learning_rate_warmdown():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(k=0), "0 < k"), (dict(k=512), "0 < k"), (dict(n_latents=0), "n_latents"),
     (dict(penalty="ratio", weight=-1.0), "weight"), (dict(penalty="l2"), "unknown penalty"),
-    (dict(weight=0.1), "without a penalty"), (dict(activation="relu"), "unknown activation"),
+    (dict(weight=0.1), "without a penalty"), (dict(rule="relu"), "unknown activation"),
     (dict(lr=0.0), "lr"), (dict(batch_size=0), "batch_size"),
 ])
 def test_config_rejects_bad_values(kwargs, message):

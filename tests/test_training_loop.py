@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from sae_lite.core import sae as sae_module
-from sae_lite.core import sparsity
 from sae_lite.core import train as train_module
 from sae_lite.core.config import TrainConfig
+from sae_lite.core.rules import batchtopk as batchtopk_module
 from sae_lite.data.datasets import Dataset
 
 D, N, K, B = 8, 48, 2, 16
@@ -131,24 +130,24 @@ def test_dead_latents_follow_the_rule_and_auxk_trains_their_encoder_rows(monkeyp
 
 def test_batchtopk_threshold_is_the_moving_average_of_each_batch_s_smallest_kept_activation(monkeypatch, data):
     seen: list[np.ndarray] = []
-    batchtopk = sparsity.batchtopk
+    batchtopk = batchtopk_module.batchtopk
 
     def recorded(pre, k, threshold=None):
         if threshold is None:                                                  # a training batch
             seen.append(pre.detach().double().numpy().copy())
         return batchtopk(pre, k, threshold)
 
-    monkeypatch.setattr(sparsity, "batchtopk", recorded)
-    sae, _ = train_module.train(replace(TINY, activation="batchtopk"), data, progress=False)
+    monkeypatch.setattr(batchtopk_module, "batchtopk", recorded)
+    sae, _ = train_module.train(replace(TINY, rule="batchtopk"), data, progress=False)
     assert len(seen) == TINY.steps
     smallest = []
     for pre in seen:                                     # the B*k largest ReLU(pre) of the batch: keep the least > 0
         kept = np.sort(np.maximum(pre, 0).ravel())[::-1][:B * K]
         smallest.append(kept[kept > 0].min())
-    start = train_module.threshold_start(replace(TINY, activation="batchtopk"))   # dictionary_learning: after
+    start = sae.rule.first_estimate(TINY.steps)                                      # dictionary_learning: after
     assert 1 < start < TINY.steps                                                    # a start, then an EMA
     threshold = smallest[start]                                          # steps count from 0; the first update copies
     for value in smallest[start + 1:]:
-        threshold = sae_module.THRESHOLD_BETA * threshold + (1 - sae_module.THRESHOLD_BETA) * value
-    assert float(sae.threshold) == pytest.approx(threshold, rel=1e-5)
+        threshold = 0.999 * threshold + (1 - 0.999) * value     # dictionary_learning's beta
+    assert float(sae.rule.threshold) == pytest.approx(threshold, rel=1e-5)
     assert abs(threshold - smallest[start]) > 1e-6 and abs(threshold - smallest[-1]) > 1e-3  # the average matters

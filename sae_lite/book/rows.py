@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sae_lite.core import prox, sparsity
+from sae_lite.core import prox
+from sae_lite.core.rules.lapsum import soft_weights
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import runs
 from sae_lite.files import nan_for_null
@@ -100,8 +101,7 @@ def soft_weight_rows(acts, k_hats: tuple[float, ...], temperatures: tuple[float,
     rows = []
     for temperature in temperatures:
         for k_hat in k_hats:
-            t = sparsity.soft_threshold(a, torch.tensor([k_hat], dtype=a.dtype), temperature)
-            p = sparsity.laplace_cdf((a - t[:, None]) / temperature)[0]
+            p = soft_weights(a, torch.tensor([k_hat], dtype=a.dtype), temperature)[0][0]
             rows += [{"method": f"k_hat = {k_hat:g}", "rank": j + 1, "p": float(v), "temperature": temperature}
                      for j, v in enumerate(p)]
     return rows

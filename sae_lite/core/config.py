@@ -1,9 +1,10 @@
-"""`TrainConfig`: everything that defines a training run, one frozen dataclass.
+"""`TrainConfig`: everything that defines a training run, one frozen dataclass: the fields every
+run shares, and ``rule``, the selection rule's own config (`sae_lite.core.rules`).
 
 Each field documents itself (``metadata["help"]``); the command line's options are generated from
-these fields (`sae_lite.cli`), so there is no second list of options to keep in sync. A config checks
-its own values when it is made; whether the sparse backend implements it is checked when training
-starts (`sae_lite.core.train.check`).
+these fields and from each rule's config (`sae_lite.cli`), so there is no second list of options to
+keep in sync. A config checks its own values when it is made; whether the sparse backend implements
+it is checked when training starts (`sae_lite.core.train.check`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-from sae_lite.core import penalties, sparsity
+from sae_lite.core import penalties, rules
+from sae_lite.core.rules.base import check_k
 from sae_lite.errors import SaeLiteError
 
 
@@ -25,7 +27,7 @@ class TrainConfig:
 
     k: int = _doc(16, "latents kept per input during training (the budget)")
     n_latents: int = _doc(512, "dictionary size N", flag="latents")
-    activation: str = _doc("topk", f"selection rule: {', '.join(sparsity.SELECTIONS)}")
+    rule: rules.RuleConfig | str = _doc("topk", "the selection rule: its config, or a rule's name for its defaults")
     penalty: str = _doc("none", f"sparsity penalty before selection: {', '.join(penalties.PENALTIES)}")
     weight: float = _doc(0.0, "weight of the penalty in the loss: > 0 with a penalty, 0 without one")
     masked: bool = _doc(True, "restrict the penalty to batch-active units (False: the ablation)", flag="mask")
@@ -44,39 +46,17 @@ class TrainConfig:
     log_every: int = _doc(50, "steps between two rows of the training history")
     max_grad_norm: float | None = _doc(None, "clip the gradient's global norm to this (0: never); default 1.0 for "
                                              "soft (St0pien/SoftSAE), none for the other rules (openai/sparse_autoencoder)")
-    k_max: int | None = _doc(None, "soft, soft-ours: the largest per-input budget k_hat (default: soft min(2d, N - 1), "
-                                   "the SoftSAE CLIP trainer's effective value; soft-ours min(2k, N - 1))")
-    hard_fraction: float = _doc(0.2, "soft, soft-ours: fraction of the steps, at the end, trained with hard Top-k_hat "
-                                     "(ours; SoftSAE_220.json: 6000 of 40000 steps)")
-    k_loss_weight: float = _doc(1.0, "soft: weight of the k-loss softplus(mean k_hat - k_t, beta=5) (SoftSAE_220.json: 1.0)")
-    k_anneal: float = _doc(0.1, "soft: fraction of the steps over which k_t falls linearly from d to k "
-                                "(ours; SoftSAE_220.json: 1600 of 40000 steps)")
-    alpha_final: float = _doc(1e-4, "soft: the soft top-k's Laplace scale alpha at the end of its annealing from 1 "
-                                    "(SoftSAE_220.json: 1e-4)")
-    alpha_anneal: float = _doc(0.1, "soft: fraction of the steps over which alpha falls linearly from 1 to alpha_final "
-                                    "(ours; clip_sweep.py: 1000 of 40000 steps; 0: alpha_final throughout)")
-    soft_temperature: float = _doc(0.05, "soft-ours: scale of the Laplace CDF in the soft top-k (> 0)")
-    soft_target_weight: float = _doc(0.1, "soft-ours: weight of softplus(mean k_hat - k) in the loss")
 
     def __post_init__(self) -> None:
         if self.n_latents < 1:
             raise SaeLiteError(f"n_latents must be >= 1, got {self.n_latents}")
-        sparsity.check_k(self.k, self.n_latents)
-        sparsity.get(self.activation)
+        check_k(self.k, self.n_latents)
+        object.__setattr__(self, "rule", rules.config_of(self.rule))  # a name: that rule's defaults
+        self.rule.check(self.k, self.n_latents)
         penalties.get(self.penalty)
-        if sparsity.is_signed(self.activation) and not penalties.accepts_signed(self.penalty):
+        if self.rule.signed and not penalties.accepts_signed(self.penalty):
             raise SaeLiteError(f"penalty {self.penalty!r} is defined only for non-negative activations and cannot "
                                f"train activation {self.activation!r}; use one of {', '.join(sorted(penalties.SIGNED_OK))}")
-        if self.k_max is not None:
-            sparsity.check_soft(self.k, self.k_max, 1.0, self.n_latents)
-        for name in ("soft_temperature", "alpha_final"):
-            sparsity.check_soft(self.k, self.k, getattr(self, name), self.n_latents)
-        for name in ("soft_target_weight", "k_loss_weight", "hard_fraction", "k_anneal", "alpha_anneal"):
-            if not 0 <= getattr(self, name) < math.inf:
-                raise SaeLiteError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
-        for name in ("hard_fraction", "k_anneal", "alpha_anneal"):
-            if getattr(self, name) > 1:
-                raise SaeLiteError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.max_grad_norm is not None and not 0 <= self.max_grad_norm < math.inf:
             raise SaeLiteError(f"max_grad_norm must be a finite number >= 0, got {self.max_grad_norm}")
         if not self.weight >= 0 or not math.isfinite(self.weight):
@@ -100,21 +80,28 @@ class TrainConfig:
             raise SaeLiteError(f"b_pre_init must be 'geometric_median' or 'mean', got {self.b_pre_init!r}")
 
     @property
+    def activation(self) -> str:
+        """The selection rule's name."""
+        return self.rule.name
+
+    @property
     def grad_clip(self) -> float | None:
-        """The gradient-norm bound in force: ``max_grad_norm``, its default filled in (None: no clipping)."""
+        """The gradient-norm bound in force: ``max_grad_norm``, or the rule's own default where it is
+        None (None: no clipping)."""
         if self.max_grad_norm is None:
-            return 1.0 if self.activation == "soft" else None
+            return self.rule.grad_clip
         return self.max_grad_norm or None
 
-    def sae_options(self) -> dict:
-        """The selection rule's own settings, passed to `SAE` (none for most rules)."""
-        if not sparsity.has_budget(self.activation):
-            return {}
-        return {"k_max": self.k_max,
-                "temperature": self.alpha_final if self.activation == "soft" else self.soft_temperature}
+    def to_dict(self) -> dict:
+        """The config as JSON-ready values, the rule as ``{"name": ..., **its fields}`` (`from_dict` reads it)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**values, "rule": self.rule.to_dict()}
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """Rebuild from `asdict` output, ignoring keys this version does not know."""
+        """Rebuild from `to_dict` output, ignoring shared keys this version does not know."""
         names = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in names})
+        values = {key: value for key, value in values.items() if key in names}
+        if isinstance(values.get("rule"), dict):
+            values["rule"] = rules.from_dict(values["rule"])
+        return cls(**values)

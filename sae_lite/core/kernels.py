@@ -32,10 +32,9 @@ from torch import Tensor
 from sae_lite.core import penalties
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.loss import LossTerms
+from sae_lite.core.rules.topk import TopKConfig
 from sae_lite.core.sae import SAE
 from sae_lite.errors import SaeLiteError
-
-SUPPORTED_ACTIVATIONS = ("topk",)
 
 
 class Sync:
@@ -49,10 +48,10 @@ class Sync:
 
 
 def check(config: TrainConfig) -> None:
-    """Raise unless the sparse backend implements ``config``'s selection rule."""
-    if config.activation not in SUPPORTED_ACTIVATIONS:
-        raise SaeLiteError(f"backend 'sparse' implements activation {', '.join(SUPPORTED_ACTIVATIONS)}, "
-                           f"not {config.activation!r}; use --backend dense")
+    """Raise unless the sparse backend implements ``config``'s selection rule (Top-k) and penalty."""
+    if type(config.rule) is not TopKConfig:
+        raise SaeLiteError(f"backend 'sparse' implements activation topk, not {config.activation!r}; "
+                           "use --backend dense")
     if config.penalty != "none" and config.penalty not in PENALTY_GRADS:
         raise SaeLiteError(f"backend 'sparse' implements the penalties none, {', '.join(PENALTY_GRADS)}, "
                            f"not {config.penalty!r}; use --backend dense")
@@ -168,7 +167,7 @@ def top_k(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The Top-k rule on ReLU(pre) [B, N]: (values [B, k], index [B, k]), index sorted in each row.
 
     Ranks ``pre`` itself (no [B, N] ReLU pass); rows with fewer than k positive entries, where the
-    ReLU's zeros tie, are re-ranked on ReLU(pre) exactly as `sae_lite.core.sparsity.topk` does.
+    ReLU's zeros tie, are re-ranked on ReLU(pre) exactly as `sae_lite.core.rules.topk.topk` does.
     """
     values, index = pre.topk(k, dim=1, sorted=False)
     short = (values <= 0).any(1).nonzero().flatten()

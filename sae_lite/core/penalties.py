@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from sae_lite.core.sparsity import any_row, as_weights
+from sae_lite.core.rules.base import any_row, as_weights
 from sae_lite.errors import SaeLiteError
 
 EPS = 1e-8

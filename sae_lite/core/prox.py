@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from sae_lite.core import sparsity
+from sae_lite.core.rules.abstopk import abstopk
+from sae_lite.core.rules.topk import topk
 from sae_lite.errors import SaeLiteError
 
 
@@ -39,32 +41,44 @@ def prox_jumprelu(u: Tensor, lam: float) -> Tensor:
 
 def prox_topk(u: Tensor, k: int) -> Tensor:
     """Projection onto {||z||_0 <= k, z >= 0} of each row of ``u`` [B, N]: Top-k of ReLU(u)."""
-    return sparsity.topk(u, k).codes
+    return topk(u, k).codes
 
 
 def prox_abstopk(u: Tensor, k: int) -> Tensor:
     """Projection onto {||z||_0 <= k} of each row of ``u`` [B, N]: the k largest |u|, sign kept."""
-    return sparsity.abstopk(u, k).codes
+    return abstopk(u, k).codes
 
 
-#: name -> (prox, what its parameter is)
-PROX: dict[str, tuple[Callable[[Tensor, float], Tensor], str]] = {
-    "relu": (prox_relu, "lam"), "jumprelu": (prox_jumprelu, "lam"),
-    "topk": (prox_topk, "k"), "abstopk": (prox_abstopk, "k"),
+class Prox(NamedTuple):
+    """One regulariser's prox, what its parameter is, lam R(z) [B] of rows z [B, N] (+inf off the
+    constraint), and, for a budget, which u survive against the k-th largest other coordinate tau."""
+
+    fn: Callable[[Tensor, float], Tensor]
+    param: str                                          # "lam" (a weight) or "k" (a budget)
+    regulariser: Callable[[Tensor, float], Tensor]
+    survives: Callable[[Tensor, float], Tensor] | None = None
+
+
+def _nonneg(z: Tensor, value: Tensor) -> Tensor:
+    return torch.where((z >= 0).all(1), value, torch.full_like(value, math.inf))
+
+
+def _at_most(z: Tensor, k: float) -> Tensor:
+    return torch.where((z != 0).sum(1) <= k, 0.0, math.inf).to(z.dtype)
+
+
+PROX: dict[str, Prox] = {
+    "relu": Prox(prox_relu, "lam", lambda z, lam: _nonneg(z, lam * z.sum(1))),
+    "jumprelu": Prox(prox_jumprelu, "lam", lambda z, lam: _nonneg(z, lam * (z != 0).sum(1).to(z.dtype))),
+    "topk": Prox(prox_topk, "k", lambda z, k: _nonneg(z, _at_most(z, k)), lambda u, tau: u >= tau),
+    "abstopk": Prox(prox_abstopk, "k", _at_most, lambda u, tau: u.abs() >= tau),
 }
 
 
 def regulariser(z: Tensor, name: str, param: float) -> Tensor:
     """lam R(z) of each row of ``z`` [B, N] for the prox ``name`` (+inf where a constraint fails)."""
     check(name, param)
-    inf = torch.full(z.shape[:1], math.inf, dtype=z.dtype)
-    nonneg, count = (z >= 0).all(1), (z != 0).sum(1)
-    if name == "relu":
-        return torch.where(nonneg, param * z.sum(1), inf)
-    if name == "jumprelu":
-        return torch.where(nonneg, param * count.to(z.dtype), inf)
-    fits = count <= param if name == "abstopk" else (count <= param) & nonneg
-    return torch.where(fits, torch.zeros_like(inf), inf)
+    return PROX[name].regulariser(z, param)
 
 
 def objective(z: Tensor, u: Tensor, name: str, param: float) -> Tensor:
@@ -76,29 +90,28 @@ def check(name: str, param: float) -> None:
     """Raise unless ``name`` is a known prox and ``param`` fits it (lam >= 0, or an integer k >= 1)."""
     if name not in PROX:
         raise SaeLiteError(f"unknown prox {name!r}; use one of {', '.join(PROX)}")
-    if PROX[name][1] == "lam" and not (param >= 0 and math.isfinite(param)):
+    if PROX[name].param == "lam" and not (param >= 0 and math.isfinite(param)):
         raise SaeLiteError(f"the weight lam of {name} must be a finite number >= 0, got {param}")
-    if PROX[name][1] == "k" and not (float(param).is_integer() and param >= 1):
+    if PROX[name].param == "k" and not (float(param).is_integer() and param >= 1):
         raise SaeLiteError(f"the budget k of {name} must be an integer >= 1, got {param}")
 
 
 def prox(u: Tensor, name: str, param: float) -> Tensor:
     """The prox ``name`` with its parameter (lam or k) applied to ``u`` [B, N]."""
     check(name, param)
-    fn, kind = PROX[name]
-    return fn(u, int(param) if kind == "k" else float(param))
+    return PROX[name].fn(u, int(param) if PROX[name].param == "k" else float(param))
 
 
 def scalar_map(u: Tensor, name: str, lam: float = 0.5, tau: float = 1.0) -> Tensor:
     """The prox ``name`` as a map of one coordinate u (any shape), the others held fixed.
 
-    For ``relu`` and ``jumprelu`` the map is exact with weight ``lam``. For ``topk`` and
-    ``abstopk`` a coordinate survives when it beats the k-th largest of the *other* coordinates;
+    For a weight (``relu``, ``jumprelu``) the map is exact with weight ``lam``. For a budget (``topk``,
+    ``abstopk``) a coordinate survives when it beats the k-th largest of the *other* coordinates;
     ``tau`` > 0 stands for that value (it depends on the input, not on a learned weight).
     """
-    if name in ("relu", "jumprelu"):
-        return prox(u.reshape(1, -1), name, lam).reshape(u.shape)
     check(name, 1)
+    if PROX[name].survives is None:
+        return prox(u.reshape(1, -1), name, lam).reshape(u.shape)
     if not tau > 0:
         raise SaeLiteError(f"tau (the k-th largest other coordinate) must be > 0, got {tau}")
-    return u * (u >= tau) if name == "topk" else u * (u.abs() >= tau)
+    return u * PROX[name].survives(u, tau)

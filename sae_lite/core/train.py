@@ -3,10 +3,8 @@
 Each step computes the batch's loss (`sae_lite.core.loss`, or the sparse backend's
 `sae_lite.core.kernels`: the same `LossTerms`), backpropagates it, removes from the decoder's
 gradient its component along each atom, clips the gradient's norm where the config says so, takes
-an Adam step and renormalises the atoms. SoftSAE's schedules (`soft_schedule`) follow St0pien/SoftSAE
-``soft_sae_clip/soft_sae.py`` (``update_annealed_k``, ``update_annealed_alpha``, the hard phase of
-``update``), with their lengths as fractions of the run. BatchTopK's inference threshold is estimated
-after `sae_lite.core.sae.THRESHOLD_START` steps (`threshold_start`). The batches
+an Adam step and renormalises the atoms. Before each step the selection rule sets its own schedule
+(`sae_lite.core.rules.base.Rule.on_step`: SoftSAE's annealing, BatchTopK's threshold). The batches
 are seeded permutations (any step can be recomputed, so a resumed run equals an uninterrupted one);
 a store on disk is streamed in chunks (`sae_lite.data.stream`); under torchrun every process takes
 its shard of each global batch (`sae_lite.core.distributed`).
@@ -17,7 +15,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,7 +26,7 @@ from torch import Tensor
 from sae_lite.core import distributed, kernels, loss
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.loss import LossTerms
-from sae_lite.core.sae import SAE, THRESHOLD_START
+from sae_lite.core.sae import SAE
 from sae_lite.data import stream
 from sae_lite.data.datasets import Dataset
 from sae_lite.errors import SaeLiteError
@@ -91,36 +88,6 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     """Constant, then a linear decay to 0 over the last ``warmdown`` fraction of the steps."""
     remaining = (config.steps - step) / max(1.0, config.warmdown * config.steps)
     return config.lr * min(1.0, remaining)
-
-
-class SoftSchedule(NamedTuple):
-    k_target: int       # the k-loss's target k_t
-    temperature: float  # the soft top-k's alpha
-    hard: bool          # the hard phase: Top-k_hat without gradient, no k-loss
-
-
-def soft_schedule(config: TrainConfig, d: int, step: int) -> SoftSchedule:
-    """SoftSAE's state at ``step`` (0-based), as St0pien/SoftSAE soft_sae_clip/soft_sae.py sets it.
-
-    k_t = int(d (1 - r) + k r), r = min(step / K, 1), K = k_anneal * steps (L268-286: linear from the
-    input dimension d to k, truncated); alpha = (1 - s) + alpha_final s, s = min(step / A, 1),
-    A = alpha_anneal * steps (L288-301); hard from step >= (1 - hard_fraction) * steps (L355-357 take
-    the last ``hard_topk_steps``). ``soft-ours`` keeps k, its temperature, and only the hard phase.
-    """
-    hard = step >= (1 - config.hard_fraction) * config.steps
-    if config.activation != "soft":
-        return SoftSchedule(config.k, config.soft_temperature, hard)
-    k_steps, alpha_steps = config.k_anneal * config.steps, config.alpha_anneal * config.steps
-    r = min(step / k_steps, 1.0) if k_steps >= 1 else 1.0
-    s = min(step / alpha_steps, 1.0) if alpha_steps >= 1 else 1.0
-    return SoftSchedule(int(d * (1 - r) + config.k * r), (1 - s) + config.alpha_final * s, hard)
-
-
-def threshold_start(config: TrainConfig) -> int:
-    """The first step whose batch updates BatchTopK's threshold: after `THRESHOLD_START` steps, as
-    dictionary_learning (``step > threshold_start_step``); ours: at most half the run, so a short run
-    (the quick profile's 600 steps) still ends with a threshold."""
-    return min(THRESHOLD_START + 1, config.steps // 2)
 
 
 def loss_function(config: TrainConfig) -> Callable[[SAE, Tensor, TrainConfig, Tensor], LossTerms]:
@@ -186,8 +153,7 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     job = distributed.context()  # one process, or one of a torchrun job
     device = job.device(config.device)
     torch.manual_seed(config.seed)
-    sae = SAE(dataset.d, config.n_latents, config.k, config.activation, seed=config.seed,
-              **config.sae_options()).to(device)
+    sae = SAE(dataset.d, config.n_latents, config.k, config.rule, seed=config.seed).to(device)
     sample = batch_indices(dataset.n, min(dataset.n, 4096), config.seed, 0)
     sae.init_b_pre(torch.as_tensor(stream.take_rows(dataset.x, sample), device=device), config.b_pre_init)
     optimizer = make_optimizer(sae, config)
@@ -202,8 +168,7 @@ def train(config: TrainConfig, dataset: Dataset, *, checkpoint: str | os.PathLik
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = _progress_bar(range(start, end), config.steps, start, progress if job.is_main else False)
     for step in bar:
-        sae.k_target, sae.temperature, sae.hard = soft_schedule(config, dataset.d, step)  # only SoftSAE reads them
-        sae.threshold_on = step >= threshold_start(config)  # only BatchTopK reads it
+        sae.rule.on_step(step, config.steps)
         dead = since_fired >= config.dead_after
         x = batches(step)
         terms = train_step(sae, optimizer, x, config, dead, learning_rate(config, step), step_loss)
@@ -248,7 +213,7 @@ def _save_state(path: Path, sae: SAE, optimizer: torch.optim.Optimizer, since_fi
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).cpu().contiguous()
     tensors["since_fired"] = since_fired.cpu()
     write_atomic(path / "state.safetensors", lambda tmp: save_file(tensors, tmp))
-    write_json(path / "state.json", {"step": step, "history": history, "config": asdict(config),
+    write_json(path / "state.json", {"step": step, "history": history, "config": config.to_dict(),
                                      "data": _data_shape(dataset)}, indent=None)
 
 

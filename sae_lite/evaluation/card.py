@@ -16,13 +16,6 @@ from sae_lite.core.sae import SAE
 from sae_lite.evaluation.metrics import feature_recovery
 from sae_lite.files import write_atomic, write_json
 
-SELECTION_RULES = {
-    "topk": "Top-k: the k largest ReLU pre-activations per input (Gao et al. 2024)",
-    "abstopk": "AbsTopK: the k largest |pre-activations| per input, sign kept (Zhu et al. 2025)",
-    "batchtopk": "BatchTopK: the B*k largest over the batch; a global threshold at inference (Bussmann et al. 2024)",
-    "soft": "SoftSAE as in St0pien/SoftSAE: an MLP k-estimator and a LapSum soft top-k (Stepien et al. 2026)",
-    "soft-ours": "SoftSAE, our earlier variant: a budget head on the sorted activations, straight-through hard phase",
-}
 REGULARIZERS = {
     "none": "none (the baseline)",
     "offsupport": "off-support L1 on the activations before selection",
@@ -59,7 +52,7 @@ def card_fields(sae: SAE, config: TrainConfig, data: dict, metrics: dict, stabil
         "input_dim": sae.d,
         "dictionary_size": sae.n_latents,
         "k": sae.k,
-        "selection_rule": SELECTION_RULES.get(sae.activation, sae.activation),
+        "selection_rule": sae.rule.config.summary,
         "regularizer": REGULARIZERS.get(config.penalty, config.penalty),
         "weight": config.weight,
         "mask_rule": ("batch-active units only (selected for >= 1 input of the batch)" if config.masked

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sae_lite.core import sparsity
 from sae_lite.core.sae import SAE
 from sae_lite.data.datasets import Dataset
 from sae_lite.errors import SaeLiteError
@@ -194,12 +193,15 @@ def rank_correlation(a, b) -> float:
 
 @torch.no_grad()
 def budgets(sae: SAE, x, batch_size: int = 4096) -> Tensor:
-    """Per-input budget [n]: SoftSAE's k_hat(x); for the other rules the L0 of the code (no k_hat)."""
-    if not sparsity.has_budget(getattr(sae, "activation", "topk")):
-        return (encode_all(sae, x, batch_size=batch_size)[0] != 0).sum(1).double()
+    """Per-input budget [n]: the one the rule chooses (SoftSAE's k_hat(x)); for a rule with a fixed k,
+    the L0 of the code."""
     device = next(sae.parameters()).device
-    return torch.cat([sae.budget(torch.as_tensor(np.asarray(x[i:i + batch_size], np.float32), device=device)).cpu()
-                      for i in range(0, len(x), batch_size)]).double()
+    parts = []
+    for start in range(0, len(x), batch_size):
+        batch = torch.as_tensor(np.asarray(x[start:start + batch_size], np.float32), device=device)
+        budget = sae.budget(batch)
+        parts.append((sae(batch).codes != 0).sum(1) if budget is None else budget.cpu())
+    return torch.cat(parts).double()
 
 
 @torch.no_grad()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
@@ -45,7 +44,7 @@ def save_run(path: str | os.PathLike, sae: SAE, config: TrainConfig, data: dict,
     def write(tmp: Path) -> None:
         save_file({key: value.detach().cpu().contiguous() for key, value in sae.state_dict().items()},
                   tmp / "sae.safetensors")
-        write_json(tmp / "config.json", {"train": asdict(config), "sae": sae.config(), "data": data,
+        write_json(tmp / "config.json", {"train": config.to_dict(), "sae": sae.config(), "data": data,
                                          "sae_lite_version": __version__})
         write_json(tmp / "metrics.json", metrics)
         if history is not None:
@@ -73,8 +72,8 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
         raise damaged(config_file, "lacks its 'train' or 'sae' section", RETRAIN)
     try:
         config = TrainConfig.from_dict(meta["train"])
-        sae = SAE(**meta["sae"])  # d, n_latents, k, activation and the rule's own settings (`SAE.config`)
-    except (TypeError, ValueError) as error:
+        sae = SAE.from_config(meta["sae"])  # d, n_latents, k and the rule's settings (`SAE.config`)
+    except (KeyError, TypeError, ValueError) as error:
         raise damaged(config_file, f"describes no valid run ({error})", RETRAIN) from None
     sae.load_state_dict(load_tensors(path / "sae.safetensors", RETRAIN, sae.state_dict(), source="config.json"))
     metrics = nan_for_null(read_json(path / "metrics.json", RETRAIN))  # null: NaN

@@ -15,20 +15,22 @@ WEIGHTS = {"offsupport": 0.01, "ratio": 0.01}
 
 @dataclass(frozen=True)
 class Method:
-    """A named training recipe: a selection rule and a regularizer, applied at any training k."""
+    """A named training recipe: a selection rule (its name in `sae_lite.core.rules`, at its defaults)
+    and a regularizer, applied at any training k."""
 
     name: str
     penalty: str = "none"
     weight: float = 0.0
     masked: bool = True
     auxk: bool = True
-    activation: str = "topk"
+    rule: str = "topk"
 
     def config(self, k: int, seed: int = 0, profile: Profile | None = None, **overrides) -> TrainConfig:
-        """The `TrainConfig` of this method at training budget ``k`` under ``profile``."""
+        """The `TrainConfig` of this method at training budget ``k`` under ``profile``; ``overrides`` go to
+        `TrainConfig` (``rule=SoftSAEConfig(...)`` sets the rule's own settings)."""
         profile = profile or active_profile()
         return TrainConfig(k=k, seed=seed, penalty=self.penalty, weight=self.weight, masked=self.masked,
-                           auxk=self.auxk, activation=self.activation, **{"steps": profile.steps, **overrides})
+                           auxk=self.auxk, **{"rule": self.rule, "steps": profile.steps, **overrides})
 
 
 METHODS = {method.name: method for method in (
@@ -37,10 +39,10 @@ METHODS = {method.name: method for method in (
     Method("ratio", "ratio", WEIGHTS["ratio"]),
     Method("offsupport-nomask", "offsupport", WEIGHTS["offsupport"], masked=False),
     Method("ratio-nomask", "ratio", WEIGHTS["ratio"], masked=False),
-    Method("abstopk", activation="abstopk"),        # chapter 7: signed codes
-    Method("batchtopk", activation="batchtopk"),    # the common baseline: a budget shared by the batch
-    Method("softsae", activation="soft"),           # chapter 8: a per-input budget k_hat(x), as St0pien/SoftSAE
-    Method("softsae-ours", activation="soft-ours"), # chapter 8: our earlier SoftSAE variant, for comparison
+    Method("abstopk", rule="abstopk"),        # chapter 7: signed codes
+    Method("batchtopk", rule="batchtopk"),    # the common baseline: a budget shared by the batch
+    Method("softsae", rule="soft"),           # chapter 8: a per-input budget k_hat(x), as St0pien/SoftSAE
+    Method("softsae-ours", rule="soft-ours"), # chapter 8: our earlier SoftSAE variant, for comparison
 )}
 
 #: The methods of the paper's grid (`reproduce`): the baseline, both penalties, and their unmasked ablations.

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 from contextlib import nullcontext
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,7 @@ def load_split(spec: dict) -> tuple[Dataset, Dataset]:
 
 def config_hash(config: TrainConfig, spec: dict) -> str:
     """A short stable hash of everything that determines a run's result, the code included."""
-    blob = json.dumps({"train": asdict(config), "data": spec, "code": result_code_hash()}, sort_keys=True)
+    blob = json.dumps({"train": config.to_dict(), "data": spec, "code": result_code_hash()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -205,7 +205,7 @@ def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: 
     ks, ms = _evaluation_plan(run.config, k_factors, probe_ms)
     evaluation = _cached_evaluation(run.path, sorted(set(ks.values())), ms, run.data)
     row = {"data": run.data["name"], "method": method.name, "penalty": method.penalty, "weight": method.weight,
-           "masked": method.masked, "auxk": method.auxk, "activation": method.activation, "k": k,
+           "masked": method.masked, "auxk": method.auxk, "activation": run.config.activation, "k": k,
            "seed": run.config.seed, **run.metrics}
     row.update({f"r2_x{f:g}": evaluation["r2_by_k"][str(kk)] for f, kk in ks.items()})
     row.update({f"probe_m{m}": v["test"] for m, v in evaluation.get("probe_by_m", {}).items()})
