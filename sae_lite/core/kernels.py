@@ -253,9 +253,9 @@ def _auxk(sae: SAE, pre: Tensor, residual: Tensor, dead: Tensor, k_aux: int, par
     """`sae_lite.core.penalties.auxk`: the top k_aux dead latents reconstruct the residual.
 
     Sparse in k_aux (embedding bags) when k_aux is a small share of the dead latents D; dense products over
-    D when it is at least `AUXK_DENSE_FROM` of them (on our CPU a dense product was ~20x faster per
-    multiply-add than the embedding bags and the CSR product, so it won from ~1/24 of D; the benchmark's
-    d = 1024, k_aux = 512 of 2048 dead is 1/4, and d = 768, 384 of ~4096 is ~1/11).
+    D when it is at least `AUXK_DENSE_FROM` of them: a dense product does many times more multiply-adds
+    per second than the embedding bags and the CSR product, so it wins once k_aux is a modest share of D
+    (the benchmark's sizes are past that share).
     """
     dead_cols = dead.nonzero().flatten()
     if len(dead_cols) == 0:

@@ -42,6 +42,6 @@ def loss_terms(sae: SAE, x: Tensor, config: TrainConfig, dead: Tensor) -> LossTe
                              signed=sae.rule.signed)
     loss = fvu + config.weight * penalty + config.auxk_alpha * aux
     loss = loss + sae.rule.extra_loss(out)
-    on = out.codes.detach().abs().sign()  # [B, N] 1.0 where a code is non-zero (a float mask: faster on CPU)
+    on = out.codes.detach().abs().sign()  # [B, N] 1.0 where a code is non-zero (a float mask: see `as_weights`)
     return LossTerms(loss, fvu, penalty, aux, on.amax(0) > 0, on.sum(1).float().mean())
 

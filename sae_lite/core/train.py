@@ -121,7 +121,7 @@ def train_step(sae: SAE, optimizer: torch.optim.Optimizer, x: Tensor, config: Tr
         group["lr"] = lr
     terms.loss.backward()
     sae.project_decoder_grad()
-    if config.grad_clip is not None:  # after the projection, as St0pien/SoftSAE soft_sae.py L414-418
+    if config.grad_clip is not None:  # after the projection, as St0pien/SoftSAE's trainer clips
         torch.nn.utils.clip_grad_norm_(sae.parameters(), config.grad_clip)
     optimizer.step()
     sae.normalize_decoder()

@@ -199,8 +199,8 @@ def budgets(sae: SAE, x, batch_size: int = 4096) -> Tensor:
     parts = []
     for start in range(0, len(x), batch_size):
         batch = torch.as_tensor(np.asarray(x[start:start + batch_size], np.float32), device=device)
-        budget = sae.budget(batch)
-        parts.append((sae(batch).codes != 0).sum(1) if budget is None else budget.cpu())
+        out = sae(batch)
+        parts.append((out.codes != 0).sum(1).cpu() if out.budget is None else out.budget.cpu())
     return torch.cat(parts).double()
 
 
