@@ -27,8 +27,9 @@ PACKAGE = Path(__file__).parent
 
 #: The subpackages and modules whose code computes a run's result: the data (and the embedding that
 #: makes the real data), the model and its training, the evaluation, and what they import beneath
-#: them. Everything else (study/, book/, bench/, the command line) only orchestrates or presents.
-RESULT_CODE = ("data", "core", "evaluation", "cache.py", "device.py", "errors.py", "files.py")
+#: them (the version is written into every run). Everything else (study/, book/, bench/, the command
+#: line) only orchestrates or presents.
+RESULT_CODE = ("data", "core", "evaluation", "cache.py", "device.py", "errors.py", "files.py", "version.py")
 
 
 def cache_dir() -> Path:

@@ -36,6 +36,7 @@ from sae_lite.data.store import RECREATE, write_store
 from sae_lite.device import resolve_device
 from sae_lite.errors import SaeLiteError
 from sae_lite.files import damaged, load_npy, read_json, save_npy, write_json
+from sae_lite.version import __version__
 
 PARTIAL_FORMAT = "sae-lite-partial/2"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -280,8 +281,6 @@ def _consolidate(partial: Path, state: dict, n_shards: int) -> tuple[np.ndarray,
 
 def _store_meta(loaded: LoadedBackbone, source: ImageSource, precision: str, skipped: list) -> dict:
     """The provenance that goes into the store's meta.json (write_store adds n, d and label_kind)."""
-    from sae_lite import __version__
-
     name = source.meta.get("name") or Path(source.meta["path"]).name
     return {**loaded.meta, "name": f"{name}-{loaded.meta['backbone']}",
             "precision": precision, "source": source.meta, "classes": source.classes,
