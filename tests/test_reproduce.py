@@ -51,7 +51,7 @@ def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch)
     out = tiny / "results"
     runs = len(methods.PAPER_METHODS) * 2
     # each weight search (seed 0) trains from the largest weight down to the pick, which the grid shares
-    tried = {p: sum(w >= first["weights"]["planted"][p] for w in weights.sweep_weights(TINY)) for p in methods.WEIGHTS}
+    tried = {p: sum(w >= first["weights"]["planted"][p] for w in weights.sweep_weights(TINY)) for p in methods.PENALTY_WEIGHTS}
     assert (first["runs"], first["trained"]) == (runs, runs + sum(tried.values()) - len(tried))
 
     rows = read_csv(out / "results.csv")

@@ -27,7 +27,8 @@ import torch
 
 from sae_lite.errors import SaeLiteError
 
-WEIGHTS = ("pretrained", "random")
+#: Where a backbone's weights come from: its published checkpoint, or a random initialisation.
+WEIGHT_SOURCES = ("pretrained", "random")
 FITS = ("crop", "whole")  # the tag's resize and centre crop; or the whole image resized to the input size
 
 
@@ -125,7 +126,7 @@ def load_backbone(name: str, weights: str = "pretrained", tag: str | None = None
     and centre crop) or ``"whole"`` (the whole image resized to the input size, aspect not kept).
     """
     spec = get_backbone(name)
-    if weights not in WEIGHTS:
+    if weights not in WEIGHT_SOURCES:
         raise SaeLiteError(f"weights must be 'pretrained' or 'random', got {weights!r}")
     if fit not in FITS:
         raise SaeLiteError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")

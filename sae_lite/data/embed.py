@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from sae_lite.data import fashion_mnist
-from sae_lite.data.backbones import WEIGHTS, LoadedBackbone, check_resolution, get_backbone, load_backbone
+from sae_lite.data.backbones import WEIGHT_SOURCES, LoadedBackbone, check_resolution, get_backbone, load_backbone
 from sae_lite.data.datasets import Dataset
 from sae_lite.data.images import ImageSource, collate, image_folder, open_images, select
 from sae_lite.data.store import RECREATE, write_store
@@ -75,7 +75,7 @@ def embed_images(backbone: str, source: ImageSource | str | os.PathLike, out: st
         reference = np.load(reference_store / "embeddings.npy")
         reference_meta = {"reference": f"reference.npy ({reference_backbone}, {weights} weights)",
                           "reference_backbone": reference_backbone, "reference_d": int(reference.shape[1])}
-    if weights not in WEIGHTS:
+    if weights not in WEIGHT_SOURCES:
         raise SaeLiteError(f"weights must be 'pretrained' or 'random', got {weights!r}")
     resolution = check_resolution(backbone, resolution)
     dev = resolve_device(device)
