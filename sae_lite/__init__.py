@@ -13,16 +13,15 @@ the reproduction) <- book/ (what the chapters draw and say) <- cli.py (every sub
 bench/ beside the command line. A module imports only from the folders to its left.
 """
 
-__version__ = "0.1.0"
-
-from sae_lite.core import penalties  # noqa: E402
-from sae_lite.core.config import TrainConfig  # noqa: E402
-from sae_lite.core.sae import SAE  # noqa: E402
-from sae_lite.core.train import train  # noqa: E402
-from sae_lite.data import Dataset, digits, load, load_store, planted, write_store  # noqa: E402
-from sae_lite.errors import SaeLiteError  # noqa: E402
-from sae_lite.evaluation import metrics  # noqa: E402
-from sae_lite.evaluation.runs import load_run  # noqa: E402
+from sae_lite.core import penalties
+from sae_lite.core.config import TrainConfig
+from sae_lite.core.sae import SAE
+from sae_lite.core.train import train
+from sae_lite.data import Dataset, digits, load, load_store, planted, write_store
+from sae_lite.errors import SaeLiteError
+from sae_lite.evaluation import metrics
+from sae_lite.evaluation.runs import load_run
+from sae_lite.version import __version__
 
 __all__ = ["SAE", "Dataset", "SaeLiteError", "TrainConfig", "__version__", "digits", "load", "load_run",
            "load_store", "metrics", "penalties", "planted", "train", "write_store"]

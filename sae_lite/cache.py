@@ -1,4 +1,4 @@
-"""Where results are cached, the hash that ties a cached result to the code that computed it, and how an
+"""Where results are cached, the hash that ties a cached result to the code (not the prose) that computed it, and how an
 entry is shared and healed.
 
 Two processes that want the same entry take turns (`entry_lock`: the second waits, then loads what
@@ -8,6 +8,7 @@ again.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import shutil
@@ -26,8 +27,9 @@ PACKAGE = Path(__file__).parent
 
 #: The subpackages and modules whose code computes a run's result: the data (and the embedding that
 #: makes the real data), the model and its training, the evaluation, and what they import beneath
-#: them. Everything else (study/, book/, bench/, the command line) only orchestrates or presents.
-RESULT_CODE = ("data", "core", "evaluation", "cache.py", "device.py", "errors.py", "files.py")
+#: them (the version is written into every run). Everything else (study/, book/, bench/, the command
+#: line) only orchestrates or presents.
+RESULT_CODE = ("data", "core", "evaluation", "cache.py", "device.py", "errors.py", "files.py", "version.py")
 
 
 def cache_dir() -> Path:
@@ -49,11 +51,30 @@ def source_files(names: tuple[str, ...]) -> list[Path]:
     return files
 
 
+def without_docstrings(tree: ast.AST) -> ast.AST:
+    """``tree`` with the docstring (a leading string-expression statement) of its module, classes and
+    functions removed, in place (the tree is for hashing: a body may be left empty)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:]
+    return tree
+
+
+def code_of(source: str | bytes) -> str:
+    """What ``source`` computes, as text: the dump of its syntax tree without docstrings. Comments,
+    blank lines and layout are not in the tree (nor are line numbers in the dump), so an edit to prose
+    leaves it equal; any change to code (a constant, a name, a statement) changes it. The dump's form is
+    the running Python's, the same in every run of one interpreter."""
+    return ast.dump(without_docstrings(ast.parse(source)))
+
+
 def source_hash(names: tuple[str, ...]) -> str:
-    """A short hash of the source of `source_files` (``names``), their paths included."""
+    """A short hash of the code of `source_files` (``names``, see `code_of`), their paths included."""
     digest = hashlib.sha256()
     for path in source_files(names):
-        digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
+        digest.update(f"{path.relative_to(PACKAGE).as_posix()}\0{code_of(path.read_bytes())}\0".encode())
     return digest.hexdigest()[:16]
 
 

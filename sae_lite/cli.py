@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from sae_lite.bench import bench
-from sae_lite.book.figures import write_figures
+from sae_lite.book.figures import require_matplotlib, write_figures
 from sae_lite.core import distributed, rules
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.train import check
@@ -247,6 +247,7 @@ def add_embed(sub: argparse._SubParsersAction) -> None:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Train or load the grid, write its tables and cards (the study), then its figures (the book)."""
+    require_matplotlib()
     result = reproduce(grid(args.profile or active_profile().name, args.data), args.out)
     write_figures(args.out / "figures", result.rows)
     print(strict_json(result.summary))

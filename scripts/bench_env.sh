@@ -13,7 +13,7 @@ peers=("$@")
 [ ${#peers[@]} -gt 0 ] || peers=(overcomplete sparsify saelens)
 for peer in "${peers[@]}"; do
     case $peer in
-        overcomplete) env=.venv-bench; script=peer.py; packages=("matplotlib<3.9" "overcomplete==0.3.0");;
+        overcomplete) env=.venv-bench; script=peer_overcomplete.py; packages=("matplotlib<3.9" "overcomplete==0.3.0");;
         sparsify) env=.venv-bench-sparsify; script=peer_sparsify.py; packages=("eai-sparsify==1.3.3");;
         saelens) env=.venv-bench-saelens; script=peer_saelens.py; packages=("sae-lens==6.54.12");;
         *) echo "unknown peer '$peer'; choose overcomplete, sparsify or saelens" >&2; exit 2;;

@@ -40,6 +40,7 @@ GROUPS = {
     "penalty": ("tests/test_penalties.py", "tests/test_kernels.py"),
     "stats": ("tests/test_claims.py", "tests/test_grids.py", "tests/test_runner.py"),
     "setup": ("tests/test_test_command.py",),
+    "cache": ("tests/test_cache.py",),
 }
 ALL_TESTS = tuple(dict.fromkeys(path for group in GROUPS.values() for path in group))
 
@@ -202,6 +203,11 @@ MUTATIONS = (
       ("stats",)),
     M("weight search stops at a rejected weight", "sae_lite/study/weights.py",
       "if rule_weight([baseline, row]) == weight:", "if True:", ("stats",)),
+    # the results cache's key
+    M("cache key keeps the docstrings", "sae_lite/cache.py",
+      "return ast.dump(without_docstrings(ast.parse(source)))", "return ast.dump(ast.parse(source))", ("cache",)),
+    M("cache key hashes the raw source, not the tree", "sae_lite/cache.py",
+      "{code_of(path.read_bytes())}", "{path.read_text()}", ("cache",)),
     M("the test command starts one process per core, uncapped", "conftest.py",
       "return max(1, min(usable_cores(), MAX_TEST_PROCESSES))", "return max(1, usable_cores())", ("setup",)),
 )

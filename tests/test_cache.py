@@ -27,11 +27,64 @@ def test_only_the_code_that_computes_results_changes_the_key(tmp_path, monkeypat
     (copy / "study" / "new_grid.py").write_text("# a study added\n")
     (copy / "cli.py").write_text("# the command line changed\n")
     assert cache.result_code_hash() == before
-    (copy / "core" / "sae.py").write_text((PACKAGE / "core" / "sae.py").read_text() + "\n# the model changed\n")
+    (copy / "core" / "sae.py").write_text((PACKAGE / "core" / "sae.py").read_text() + "\nCHANGED = True  # the model changed\n")
     changed = cache.result_code_hash()
     assert changed != before
     (copy / "data" / "new_source.py").write_text("# a data source added\n")
     assert cache.result_code_hash() != changed
+
+
+TOY = '''"""A module docstring."""
+# a comment
+LIMIT = 3
+
+
+class Box:
+    """A class docstring."""
+
+    def size(self, items):
+        """A method docstring."""
+        total = len(items)  # a trailing comment
+        return min(total, LIMIT)
+
+
+async def fetch():
+    """Only a docstring."""
+
+
+def message():
+    return "not a docstring"
+'''
+PROSE_EDITS = (("A module docstring.", "Reworded."), ("# a comment", "# another comment\n\n"),
+               ("A class docstring.", "Two\n    lines."), ('"""A method docstring."""', "'single quotes'"),
+               ("  # a trailing comment", ""), ("Only a docstring.", "Still only prose."))
+CODE_EDITS = (("LIMIT = 3", "LIMIT = 4"), ("total", "count"), ("return min", "items = items[1:]\n        return min"),
+              ("not a docstring", "another message"), ('"""Only a docstring."""', "return 1"))
+
+
+def test_the_key_ignores_prose_and_sees_every_change_to_code(tmp_path, monkeypatch):
+    """Docstrings (of the module, a class, a method, a function that is only a docstring), comments and
+    blank lines do not re-key; a constant, a renamed name, an added statement or a string that is not
+    a docstring does."""
+    copy = tmp_path / "sae_lite"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache, "PACKAGE", copy)
+    toy = copy / "data" / "toy.py"
+    toy.write_text(TOY)
+    before = cache.result_code_hash()
+    prose = TOY
+    for old, new in PROSE_EDITS:
+        assert old in prose
+        prose = prose.replace(old, new)
+    toy.write_text(prose)
+    errors = copy / "errors.py"
+    errors.write_text(errors.read_text().replace('"""', '"""Reworded: ', 1) + "\n# a closing comment\n")
+    assert cache.result_code_hash() == before
+    toy.write_text(TOY)
+    for old, new in CODE_EDITS:
+        assert old in TOY
+        toy.write_text(TOY.replace(old, new))
+        assert cache.result_code_hash() != before, f"{old!r} -> {new!r} left the key equal"
 
 
 def imports(path: Path) -> set[str]:
@@ -65,8 +118,7 @@ def test_the_key_covers_every_module_a_run_imports():
         if path in seen:
             continue
         seen.add(path)
-        # the package's own __init__ (the public API, imported for __version__) re-exports; it computes nothing
-        todo += [file for file in map(module_file, imports(path)) if file and file != PACKAGE / "__init__.py"]
+        todo += [file for file in map(module_file, imports(path)) if file]
     outside = sorted(str(p.relative_to(PACKAGE)) for p in seen - covered)
     assert not outside, f"imported by a run but not in the cache key: {outside}"
     assert len(seen) > 15

@@ -51,7 +51,7 @@ def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch)
     out = tiny / "results"
     runs = len(methods.PAPER_METHODS) * 2
     # each weight search (seed 0) trains from the largest weight down to the pick, which the grid shares
-    tried = {p: sum(w >= first["weights"]["planted"][p] for w in weights.sweep_weights(TINY)) for p in methods.WEIGHTS}
+    tried = {p: sum(w >= first["weights"]["planted"][p] for w in weights.sweep_weights(TINY)) for p in methods.PENALTY_WEIGHTS}
     assert (first["runs"], first["trained"]) == (runs, runs + sum(tried.values()) - len(tried))
 
     rows = read_csv(out / "results.csv")
@@ -220,3 +220,21 @@ def test_seed_stability_std_skips_non_finite_values_without_a_warning():
         fields = seed_stability([0, 1, 2], metrics, dictionaries)
     assert fields["r2_std"] == pytest.approx(0.1)
     assert math.isnan(fields["ms_mean_std"])
+
+
+def test_without_matplotlib_reproduce_stops_in_one_line_before_training(tmp_path, capsys, monkeypatch):
+    """A core install (no ``viz`` extra) is told what to install before the grid trains, not after."""
+    import importlib.util
+
+    from sae_lite import cli
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "matplotlib"
+                        else find_spec(name, *rest))
+    refuse_training(monkeypatch)
+    monkeypatch.setattr(cli, "reproduce", lambda *args, **kwargs: pytest.fail("reproduce started without matplotlib"))
+    code, out, err = reproduce(capsys, "--profile", "quick", "--out", tmp_path / "out")
+    assert (code, out) == (2, "")
+    assert err == ('error: reproduce draws its figures with matplotlib, which is not installed; '
+                   'pip install "sae-lite[viz]"\n')
+    assert not (tmp_path / "out").exists()

@@ -122,7 +122,7 @@ from sae_lite.study import paper
 from sae_lite.study.paper import Cell, Grid
 from sae_lite.study.profiles import PROFILE_SETTINGS
 from sae_lite.study.reproduce import reproduce
-paper.WEIGHTS = {"ratio": 0.01}
+paper.PENALTY_WEIGHTS = {"ratio": 0.01}
 profile = replace(PROFILE_SETTINGS["quick"], steps=20, seeds=(0,), n_planted=512)
 reproduce(Grid(profile, (Cell("planted", "planted", (4,), n_latents=32),), ("baseline", "ratio")), sys.argv[1],
           progress=False)
@@ -141,7 +141,7 @@ def reproduce_here(out: Path, cache: Path, monkeypatch) -> None:
     """The same grid, uninterrupted, in this process (one thread, as the processes)."""
     monkeypatch.setenv("SAE_LITE_CACHE", str(cache))
     monkeypatch.setattr(sys, "argv", ["", str(out)])
-    monkeypatch.setattr(paper, "WEIGHTS", paper.WEIGHTS)   # restored after the test: GRID replaces it
+    monkeypatch.setattr(paper, "PENALTY_WEIGHTS", paper.PENALTY_WEIGHTS)   # restored after the test: GRID replaces it
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

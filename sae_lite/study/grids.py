@@ -129,7 +129,7 @@ def adaptive(profile: Profile | None = None) -> list[dict]:
 
 
 def soft_variants(profile: Profile | None = None) -> list[dict]:
-    """Our earlier SoftSAE variant (``softsae-ours``) on ``planted`` at `K`, to set beside the authors'
+    """Our own SoftSAE variant (``softsae-ours``) on ``planted`` at `K`, to set beside the authors'
     (``softsae`` in `adaptive`) in chapter 8; no probes."""
     return run_grid("planted", [METHODS["softsae-ours"]], [K], profile=profile, progress=False, probe_ms=())
 

@@ -10,7 +10,7 @@ from sae_lite.study.profiles import Profile, active_profile
 #: Default penalty weights of `METHODS` (and of ``train --weight``'s examples). The book and
 #: ``reproduce`` do not use them as they are: on each data set they take the weight that `rule_weight`
 #: picks from `sweep_grid` (`chosen_weights`), so the rule and the weight used always agree.
-WEIGHTS = {"offsupport": 0.01, "ratio": 0.01}
+PENALTY_WEIGHTS = {"offsupport": 0.01, "ratio": 0.01}
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,14 @@ class Method:
 
 METHODS = {method.name: method for method in (
     Method("baseline"),
-    Method("offsupport", "offsupport", WEIGHTS["offsupport"]),
-    Method("ratio", "ratio", WEIGHTS["ratio"]),
-    Method("offsupport-nomask", "offsupport", WEIGHTS["offsupport"], masked=False),
-    Method("ratio-nomask", "ratio", WEIGHTS["ratio"], masked=False),
+    Method("offsupport", "offsupport", PENALTY_WEIGHTS["offsupport"]),
+    Method("ratio", "ratio", PENALTY_WEIGHTS["ratio"]),
+    Method("offsupport-nomask", "offsupport", PENALTY_WEIGHTS["offsupport"], masked=False),
+    Method("ratio-nomask", "ratio", PENALTY_WEIGHTS["ratio"], masked=False),
     Method("abstopk", rule="abstopk"),        # chapter 7: signed codes
     Method("batchtopk", rule="batchtopk"),    # the common baseline: a budget shared by the batch
     Method("softsae", rule="soft"),           # chapter 8: a per-input budget k_hat(x), as St0pien/SoftSAE
-    Method("softsae-ours", rule="soft-ours"), # chapter 8: our earlier SoftSAE variant, for comparison
+    Method("softsae-ours", rule="soft-ours"), # chapter 8: our own SoftSAE variant, for comparison
 )}
 
 #: The methods of the paper's grid (`reproduce`): the baseline, both penalties, and their unmasked ablations.

@@ -24,7 +24,7 @@ from sae_lite.data.datasets import Dataset
 from sae_lite.data.embed import check_backbone
 from sae_lite.data.store import load_store
 from sae_lite.errors import SaeLiteError
-from sae_lite.study.methods import METHODS, PAPER_METHODS, WEIGHTS, with_weights
+from sae_lite.study.methods import METHODS, PAPER_METHODS, PENALTY_WEIGHTS, with_weights
 from sae_lite.study.profiles import PROFILE_SETTINGS, PROFILES, REAL_LATENTS, Profile
 from sae_lite.study.runner import Job, grid_jobs
 from sae_lite.study.weights import TOLERANCE, sweep_jobs, sweep_weights
@@ -68,8 +68,8 @@ class Grid:
 
     @property
     def penalties(self) -> tuple[str, ...]:
-        """The penalties whose weight the rule picks on each cell: those of `WEIGHTS`."""
-        return tuple(WEIGHTS)
+        """The penalties whose weight the rule picks on each cell: those of `PENALTY_WEIGHTS`."""
+        return tuple(PENALTY_WEIGHTS)
 
     def sweep_jobs(self) -> list[tuple[Cell, Job]]:
         """Every run of the cells' weight sweeps (`sae_lite.study.weights.sweep_jobs`), with its cell."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sae_lite.study.methods import METHODS, WEIGHTS
+from sae_lite.study.methods import METHODS, PENALTY_WEIGHTS
 from sae_lite.study.profiles import Profile, active_profile
 from sae_lite.study.runner import Job, grid_jobs, run_jobs
 
@@ -96,7 +96,7 @@ class WeightSearch:
             self.pick = min(self.weights)
 
 
-def chosen_weights(data: str | dict, k: int, profile: Profile | None = None, penalties: tuple[str, ...] = tuple(WEIGHTS),
+def chosen_weights(data: str | dict, k: int, profile: Profile | None = None, penalties: tuple[str, ...] = tuple(PENALTY_WEIGHTS),
                    **overrides) -> dict[str, float]:
     """{penalty: weight} that the rule picks on ``data`` at training budget ``k`` for each of ``penalties``
     (`pick_weights` over one sweep of them all; the sweeps are trained once, then cached)."""

@@ -6,7 +6,7 @@ state, its schedule and any loss term of its own (the interface: `sae_lite.core.
     batchtopk  the B*k largest ReLU(pre) of the whole batch; at inference a global threshold
                (Bussmann et al. 2024)
     soft       SoftSAE as its authors built it: a per-input budget k_hat(x) and a LapSum soft top-k
-    soft-ours  our earlier SoftSAE variant, kept to set beside it
+    soft-ours  our own SoftSAE variant, kept to set beside it
 
 Adding a rule takes one module and one line in `RULES` (or `register` from outside the package).
 """

@@ -1,4 +1,4 @@
-"""Our earlier SoftSAE variant (rule ``soft-ours``), kept to set beside the authors' (`softsae`).
+"""Our own SoftSAE variant (rule ``soft-ours``), kept to set beside the authors' (`softsae`).
 
 It shares the LapSum soft top-k and differs in three places:
 
@@ -46,7 +46,7 @@ class SoftOursConfig(RuleConfig):
     """Our variant's settings."""
 
     name = "soft-ours"
-    summary = "SoftSAE, our earlier variant: a budget head on the sorted activations, straight-through hard phase"
+    summary = "SoftSAE, our own variant: a budget head on the sorted activations, straight-through hard phase"
 
     k_max: int | None = field(default=None, metadata={"help": "the largest per-input budget k_hat (default: min(2k, N - 1))"})
     hard_fraction: float = field(default=0.2, metadata={
