@@ -46,8 +46,8 @@ def outcome(name: str, **settings) -> dict[str, torch.Tensor]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("save", "compare"))
-    parser.add_argument("dir", type=Path)
+    parser.add_argument("mode", choices=("save", "compare"), help="save the weights, or compare with the saved ones")
+    parser.add_argument("dir", type=Path, help="where the weights are saved (one .safetensors per configuration)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     different = 0
