@@ -184,17 +184,20 @@ def test_a_card_names_the_backbone_and_preprocessing_of_a_store():
 
 def test_the_paper_cost_estimate_counts_every_run():
     from sae_lite.core.config import TrainConfig
+    from sae_lite.study import cost
 
-    assert paper.step_flops(d=10, n_latents=20, batch_size=4) == 12 * 4 * 10 * 20
+    assert cost.step_flops(d=10, n_latents=20, batch_size=4) == 12 * 4 * 10 * 20
     profile, batch = PROFILE_SETTINGS["paper"], TrainConfig().batch_size
     runs = 2 * 3 * 5 * 3  # data sets x k x the paper's 5 methods x seeds, per backbone
-    expected = sum(runs * profile.steps * paper.step_flops(d, paper.PAPER_EXPANSION * d, batch)
+    expected = sum(runs * profile.steps * cost.step_flops(d, paper.PAPER_EXPANSION * d, batch)
                    for d in (768, 1152, 1024))
-    assert paper.paper_train_flops() == pytest.approx(expected)
-    assert paper.measure_step_rate(d=16, n_latents=64, steps=3, device="cpu") > 0
-    assert paper.paper_hours(1e12) == pytest.approx(expected / 1e12 / 3600)
+    assert cost.paper_train_flops() == pytest.approx(expected)
+    assert cost.measure_step_rate(d=16, n_latents=64, steps=3, device="cpu") > 0
+    assert cost.paper_hours(1e12) == pytest.approx(expected / 1e12 / 3600)
     with pytest.raises(SaeLiteError, match="flops_per_second"):
-        paper.paper_hours(0)
+        cost.paper_hours(0)
+    assert not any(hasattr(paper, name) for name in ("step_flops", "measure_step_rate", "paper_train_flops",
+                                                     "paper_hours"))  # the grid holds no cost model
 
 
 def test_results_dir_is_named_by_the_grid(tiny):
