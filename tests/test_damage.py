@@ -26,7 +26,7 @@ from sae_lite.core.train import train
 from sae_lite.data import catalog, embed, load_store, write_store
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation.runs import load_run
-from sae_lite.study import paper, results, runner
+from sae_lite.study import paper, pipeline, results, runner
 from sae_lite.study.reproduce import claim_out
 
 FAST = ["--steps", "20", "--latents", "16", "--k", "4", "--batch-size", "32", "--b-pre-init", "mean"]
@@ -365,7 +365,7 @@ def test_reproduce_of_the_paper_grid_checks_every_store_first(tmp_path, capsys, 
 # The results cache heals, and is shared safely
 # --------------------------------------------------------------------------------------------
 
-SPEC = results.data_spec("digits")
+SPEC = pipeline.data_spec("digits")
 
 
 @pytest.fixture
@@ -459,13 +459,13 @@ def test_the_command_line_shows_a_warning_as_one_line(run_dir, capsys, monkeypat
 def _want_entry(cache: str, barrier, queue) -> None:
     """In a fresh process: wait for the other one, then ask for the cached run; report (metrics, trained?)."""
     os.environ["SAE_LITE_CACHE"] = cache
-    trained, train_run = [], results.train_run
+    trained, train_run = [], pipeline.train_run
 
     def counting(*args, **kwargs):
         trained.append(True)
         return train_run(*args, **kwargs)
 
-    results.train_run = counting
+    pipeline.train_run = counting
     torch.set_num_threads(1)
     barrier.wait()
     metrics = results.cached_run(CONFIG, SPEC, progress=False).metrics

@@ -4,6 +4,7 @@ needs a weight, the JSON files are strict, and a spread of one seed is not print
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from sae_lite.data import write_store
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import runs
 from sae_lite.files import strict_json, write_json
-from sae_lite.study import claims, results
+from sae_lite.study import claims, pipeline
 from sae_lite.study.methods import METHODS
 from sae_lite.study.profiles import PROFILE_SETTINGS
 from sae_lite.study.runner import run_grid
@@ -69,33 +70,33 @@ def test_evaluating_on_other_data_does_not_change_a_later_grid(cache, tmp_path, 
     assert again == before   # the run's own evaluation, not the one on the other data
     note = capsys.readouterr().err
     assert "computed on other data" in note and note.count("\n") == 1
-    saved = json.loads((results.Path(path) / "evaluation.json").read_text())
+    saved = json.loads((Path(path) / "evaluation.json").read_text())
     assert saved["computed_on"]["own_data"] is True
 
 
 def test_an_evaluation_is_reused_only_for_its_data_and_budgets(cache):
     rows = run_grid("planted", [METHODS["baseline"]], ks=[4], profile=TINY, probe_ms=(1,), n_latents=64)
     path, spec = rows[0]["path"], runs.load_run(rows[0]["path"]).data
-    assert results.saved_evaluation(path, [1, 4, 16], [1], spec) is not None
-    assert results.saved_evaluation(path, [1, 4, 16], [1, 2], spec) is None        # a probe it lacks
-    assert results.saved_evaluation(path, [1, 4, 32], [1], spec) is None           # a k' it lacks
-    assert results.saved_evaluation(path, [4], [1], results.data_spec("digits")) is None
-    assert results.saved_evaluation(path, [4], [1], {**spec, "split_seed": 1}) is None  # another test split
-    evaluation = json.loads((results.Path(path) / "evaluation.json").read_text())
+    assert pipeline.saved_evaluation(path, [1, 4, 16], [1], spec) is not None
+    assert pipeline.saved_evaluation(path, [1, 4, 16], [1, 2], spec) is None        # a probe it lacks
+    assert pipeline.saved_evaluation(path, [1, 4, 32], [1], spec) is None           # a k' it lacks
+    assert pipeline.saved_evaluation(path, [4], [1], pipeline.data_spec("digits")) is None
+    assert pipeline.saved_evaluation(path, [4], [1], {**spec, "split_seed": 1}) is None  # another test split
+    evaluation = json.loads((Path(path) / "evaluation.json").read_text())
     del evaluation["computed_on"]   # written before evaluations recorded their data
-    write_json(results.Path(path) / "evaluation.json", evaluation)
-    assert results.saved_evaluation(path, [4], [1], spec) is None
-    assert "data it does not record" in results.other_data_note(path, spec)
-    (results.Path(path) / "evaluation.json").write_text('{"r2_by_k": {"4": 0.')   # cut short: computed again
-    assert results.saved_evaluation(path, [4], [1], spec) is None and results.other_data_note(path, spec) is None
+    write_json(Path(path) / "evaluation.json", evaluation)
+    assert pipeline.saved_evaluation(path, [4], [1], spec) is None
+    assert "data it does not record" in pipeline.other_data_note(path, spec)
+    (Path(path) / "evaluation.json").write_text('{"r2_by_k": {"4": 0.')   # cut short: computed again
+    assert pipeline.saved_evaluation(path, [4], [1], spec) is None and pipeline.other_data_note(path, spec) is None
 
 
 def test_the_fingerprint_tells_data_apart(small_planted):
     train, test = small_planted.split()
-    assert results.fingerprint(train, test) == results.fingerprint(*small_planted.split())
-    assert results.fingerprint(train, test) != results.fingerprint(test, train)
+    assert pipeline.fingerprint(train, test) == pipeline.fingerprint(*small_planted.split())
+    assert pipeline.fingerprint(train, test) != pipeline.fingerprint(test, train)
     shifted = replace(test, x=test.x + np.float32(1e-3))
-    assert results.fingerprint(train, test) != results.fingerprint(train, shifted)
+    assert pipeline.fingerprint(train, test) != pipeline.fingerprint(train, shifted)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from sae_lite.cli import main
 from sae_lite.data import write_store
 from sae_lite.errors import SaeLiteError
-from sae_lite.study import methods, paper, results, weights
+from sae_lite.study import methods, paper, pipeline, weights
 from sae_lite.study.paper import Cell
 from sae_lite.study.profiles import PROFILE_SETTINGS
 
@@ -78,7 +78,7 @@ def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
-    monkeypatch.setattr(results, "train_run", no_training)
+    monkeypatch.setattr(pipeline, "train_run", no_training)
     code, stdout, _ = reproduce(capsys, "--profile", "quick", "--out", out)
     assert code == 0 and json.loads(stdout)["trained"] == 0
     figures = sorted(path.name for path in (out / "figures").iterdir())  # the command draws them (book.figures)
@@ -120,7 +120,7 @@ def test_an_out_dir_of_another_configuration_is_refused(tiny, first, capsys, mon
 def refuse_training(monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the input was bad")
-    monkeypatch.setattr(results, "train_run", no_training)
+    monkeypatch.setattr(pipeline, "train_run", no_training)
 
 
 def test_paper_refuses_missing_stores_before_training(tmp_path, capsys, monkeypatch):

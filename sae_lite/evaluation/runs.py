@@ -6,7 +6,7 @@
       metrics.json      every scalar metric on the test split
       history.json      the training history (loss terms, L0, dead count per logged step)
       card.md           the method card (`sae_lite.evaluation.card`)
-      evaluation.json   written by `sae_lite.study.results.evaluate_run` (the k-sweep, the probes)
+      evaluation.json   written by `sae_lite.study.pipeline.evaluate_run` (the k-sweep, the probes)
 
 A run directory is written whole or not at all: into a temporary sibling, then renamed. It is read
 only when whole: `load_run` checks every file before it returns (a damaged one raises SaeLiteError).
@@ -98,7 +98,7 @@ def load_history(path: str | os.PathLike) -> dict[str, list]:
 
 
 def load_evaluation(path: str | os.PathLike) -> dict | None:
-    """The evaluation.json of the run directory ``path`` (`sae_lite.study.results.evaluate_run`), None
+    """The evaluation.json of the run directory ``path`` (`sae_lite.study.pipeline.evaluate_run`), None
     when there is none; raises SaeLiteError when it is damaged."""
     file = Path(path) / "evaluation.json"
     if not file.exists():

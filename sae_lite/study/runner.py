@@ -21,8 +21,9 @@ from sae_lite.errors import SaeLiteError, show_warning_line
 from sae_lite.evaluation import runs
 from sae_lite.evaluation.runs import Run
 from sae_lite.study.methods import Method
+from sae_lite.study.pipeline import data_spec, evaluate_run, load_split, other_data_note, saved_evaluation
 from sae_lite.study.profiles import Profile, active_profile
-from sae_lite.study.results import cached_run, data_spec, evaluate_run, load_split, other_data_note, run_path, saved_evaluation
+from sae_lite.study.results import cached_run, run_path
 
 
 def planted_spec(profile: Profile | None = None, name: str = "planted") -> dict:
