@@ -24,6 +24,7 @@ from sae_lite.cli import main
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.train import train
 from sae_lite.data import catalog, embed, load_store, write_store
+from sae_lite.data.spec import data_spec
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation.runs import load_run
 from sae_lite.study import paper, pipeline, results, runner
@@ -365,7 +366,7 @@ def test_reproduce_of_the_paper_grid_checks_every_store_first(tmp_path, capsys, 
 # The results cache heals, and is shared safely
 # --------------------------------------------------------------------------------------------
 
-SPEC = pipeline.data_spec("digits")
+SPEC = data_spec("digits")
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from safetensors.torch import load_file, save_file
 
 from sae_lite.book import diagnostics
 from sae_lite.core.config import TrainConfig
-from sae_lite.study.pipeline import data_spec
+from sae_lite.data.spec import data_spec
 from sae_lite.study.results import cached_run
 
 

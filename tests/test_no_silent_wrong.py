@@ -14,6 +14,7 @@ from sae_lite.book.rows import history_rows
 from sae_lite.cli import main
 from sae_lite.core.config import TrainConfig
 from sae_lite.data import write_store
+from sae_lite.data.spec import data_spec
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import runs
 from sae_lite.files import strict_json, write_json
@@ -76,12 +77,12 @@ def test_evaluating_on_other_data_does_not_change_a_later_grid(cache, tmp_path, 
 
 def test_an_evaluation_is_reused_only_for_its_data_and_budgets(cache):
     rows = run_grid("planted", [METHODS["baseline"]], ks=[4], profile=TINY, probe_ms=(1,), n_latents=64)
-    path, spec = rows[0]["path"], runs.load_run(rows[0]["path"]).data
+    path, spec = rows[0]["path"], runs.load_run(rows[0]["path"]).spec
     assert pipeline.saved_evaluation(path, [1, 4, 16], [1], spec) is not None
     assert pipeline.saved_evaluation(path, [1, 4, 16], [1, 2], spec) is None        # a probe it lacks
     assert pipeline.saved_evaluation(path, [1, 4, 32], [1], spec) is None           # a k' it lacks
-    assert pipeline.saved_evaluation(path, [4], [1], pipeline.data_spec("digits")) is None
-    assert pipeline.saved_evaluation(path, [4], [1], {**spec, "split_seed": 1}) is None  # another test split
+    assert pipeline.saved_evaluation(path, [4], [1], data_spec("digits")) is None
+    assert pipeline.saved_evaluation(path, [4], [1], replace(spec, split_seed=1)) is None  # another test split
     evaluation = json.loads((Path(path) / "evaluation.json").read_text())
     del evaluation["computed_on"]   # written before evaluations recorded their data
     write_json(Path(path) / "evaluation.json", evaluation)

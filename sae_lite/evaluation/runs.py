@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 from sae_lite import __version__
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.sae import SAE
+from sae_lite.data.spec import DataSpec
 from sae_lite.errors import SaeLiteError
 from sae_lite.files import damaged, load_tensors, nan_for_null, read_json, write_dir, write_json
 
@@ -33,9 +34,14 @@ from sae_lite.files import damaged, load_tensors, nan_for_null, read_json, write
 class Run(NamedTuple):
     sae: SAE
     config: TrainConfig
-    data: dict         # {"name": ..., "test_fraction": ..., "split_seed": ...}
+    data: dict         # config.json's data record: the spec's JSON (`DataSpec.to_dict`), "dataset", "d", "n_train", ...
     metrics: dict
     path: Path
+
+    @property
+    def spec(self) -> DataSpec:
+        """The data spec the run was trained on."""
+        return DataSpec.from_dict(self.data)
 
 
 def save_run(path: str | os.PathLike, sae: SAE, config: TrainConfig, data: dict, metrics: dict,

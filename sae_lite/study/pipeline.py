@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,33 +18,30 @@ from sae_lite.core.config import TrainConfig
 from sae_lite.core.train import train
 from sae_lite.data import catalog, stream
 from sae_lite.data.datasets import Dataset
+from sae_lite.data.spec import DataSpec, as_spec, data_spec
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import card, metrics, probes, runs
 from sae_lite.files import check_writable, nan_for_null, write_json
 
 
-def data_spec(name: str, test_fraction: float = 0.2, split_seed: int = 0, **kwargs) -> dict:
-    """A JSON description of the data a run trains on, enough to rebuild the same split."""
-    return {"name": str(name), "test_fraction": test_fraction, "split_seed": split_seed, "kwargs": kwargs}
+def load_split(data: DataSpec | Mapping | str) -> tuple[Dataset, Dataset]:
+    """The (train, test) split that ``data`` describes (a spec, a run's data record, or a name: `as_spec`)."""
+    spec = as_spec(data)
+    return catalog.load(spec.name, **spec.options).split(spec.test_fraction, spec.split_seed)
 
 
-def load_split(spec: dict) -> tuple[Dataset, Dataset]:
-    """The (train, test) split that ``spec`` (from `data_spec`) describes."""
-    dataset = catalog.load(spec["name"], **spec.get("kwargs", {}))
-    return dataset.split(spec.get("test_fraction", 0.2), spec.get("split_seed", 0))
-
-
-def train_run(config: TrainConfig, data: str | dict, out: str | os.PathLike, overwrite: bool = False,
+def train_run(config: TrainConfig, data: str | DataSpec | Mapping, out: str | os.PathLike, overwrite: bool = False,
               test_fraction: float = 0.2, split_seed: int = 0, progress: bool | None = None,
               checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
               resume: bool = False) -> runs.Run:
-    """Train ``config`` on ``data`` and write the run directory ``out`` with all metrics.
+    """Train ``config`` on ``data`` (a spec, or a name split by ``test_fraction`` and ``split_seed``) and
+    write the run directory ``out`` with all metrics.
 
     ``checkpoint``, ``checkpoint_every``, ``resume``: as in `sae_lite.core.train.train` (the training
     state every N steps; a resumed run ends equal to an uninterrupted one).
     """
     out = check_writable(out, overwrite)
-    spec = data if isinstance(data, dict) else data_spec(data, test_fraction, split_seed)
+    spec = as_spec(data, test_fraction, split_seed)
     train_set, test_set = load_split(spec)
     sae, history = train(config, train_set, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                          resume=resume, progress=progress)
@@ -51,7 +49,7 @@ def train_run(config: TrainConfig, data: str | dict, out: str | os.PathLike, ove
         distributed.barrier()
         return runs.load_run(out)
     scores = metrics.evaluate(sae, test_set)
-    info = {**spec, "dataset": train_set.name, "d": train_set.d, "n_train": train_set.n,
+    info = {**spec.to_dict(), "dataset": train_set.name, "d": train_set.d, "n_train": train_set.n,
             "n_test": test_set.n, "meta": train_set.meta}
     write = lambda directory: card.write_card(directory, sae=sae, config=config, data=info, metrics=scores)  # noqa: E731
     runs.save_run(out, sae, config, info, scores, history, card=write, overwrite=overwrite)
@@ -62,12 +60,6 @@ def train_run(config: TrainConfig, data: str | dict, out: str | os.PathLike, ove
 def default_ks(k: int) -> list[int]:
     """The inference budgets of a k-sweep: k/4, k/2, k, 2k, 4k (those that are >= 1)."""
     return sorted({max(1, k // 4), max(1, k // 2), k, 2 * k, 4 * k})
-
-
-def spec_of(data: dict) -> dict:
-    """The data spec (`data_spec`) inside a run's data record (config.json's ``data``), JSON-normalised."""
-    return json.loads(json.dumps({key: data[key] for key in ("name", "test_fraction", "split_seed", "kwargs")
-                                  if key in data}))
 
 
 def fingerprint(*datasets: Dataset) -> str:
@@ -90,10 +82,10 @@ def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[
     the split, the k' and the m), so that `saved_evaluation` reuses it only for the same data.
     """
     run = runs.load_run(path)
-    spec = spec_of(run.data if data is None else data_spec(data))
+    spec = run.spec if data is None else data_spec(data)
     train_set, test_set = load_split(spec)
     if train_set.d != run.sae.d:
-        raise SaeLiteError(f"the run's SAE expects d={run.sae.d} but {spec['name']} has d={train_set.d}; "
+        raise SaeLiteError(f"the run's SAE expects d={run.sae.d} but {spec.name} has d={train_set.d}; "
                            "evaluate on the data it was trained on")
     ks = default_ks(run.sae.k) if ks is None else ks
     too_big = [k for k in ks if k >= run.sae.n_latents]
@@ -113,15 +105,15 @@ def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[
         result["probe_by_m"] = {str(m): v for m, v in probe.items()}
     elif ms:
         result["probe_skipped"] = "the data has no single-label classes to probe"
-    result["computed_on"] = {"data": spec, "own_data": spec == spec_of(run.data),
+    result["computed_on"] = {"data": spec.to_dict(), "own_data": spec == run.spec,
                              "fingerprint": fingerprint(train_set, test_set), "ks": list(ks), "ms": list(ms or [])}
     write_json(Path(path) / "evaluation.json", result)
     return result
 
 
-def saved_evaluation(path: str | os.PathLike, ks: list[int], ms: list[int], data: dict) -> dict | None:
-    """The run's evaluation.json when it was computed on ``data`` (a data spec: the run's own, by
-    default) and covers the k' ``ks`` and the probes ``ms``; else None (compute it again).
+def saved_evaluation(path: str | os.PathLike, ks: list[int], ms: list[int], data: DataSpec) -> dict | None:
+    """The run's evaluation.json when it was computed on ``data`` and covers the k' ``ks`` and the
+    probes ``ms``; else None (compute it again).
 
     An evaluation.json computed on other data (``evaluate RUN --data OTHER``), written before it
     recorded its data, or not readable as JSON is never reused (it is derived: computing it again
@@ -135,7 +127,7 @@ def saved_evaluation(path: str | os.PathLike, ks: list[int], ms: list[int], data
     except (ValueError, UnicodeDecodeError):
         return None
     basis = evaluation.get("computed_on", {}) if isinstance(evaluation, dict) else {}
-    if basis.get("data") != spec_of(data) or not isinstance(evaluation.get("r2_by_k"), dict):
+    if basis.get("data") != data.to_dict() or not isinstance(evaluation.get("r2_by_k"), dict):
         return None
     covered_k, covered_m = set(basis.get("ks", [])), set(basis.get("ms", []))
     if not set(ks) <= covered_k or not (set(ms) <= covered_m or "probe_skipped" in evaluation):
@@ -144,7 +136,7 @@ def saved_evaluation(path: str | os.PathLike, ks: list[int], ms: list[int], data
     return evaluation
 
 
-def other_data_note(path: str | os.PathLike, data: dict) -> str | None:
+def other_data_note(path: str | os.PathLike, data: DataSpec) -> str | None:
     """One line when the run's evaluation.json holds an evaluation on data other than ``data``."""
     saved = Path(path) / "evaluation.json"
     if not saved.is_file():
@@ -153,7 +145,7 @@ def other_data_note(path: str | os.PathLike, data: dict) -> str | None:
         other = json.loads(saved.read_text()).get("computed_on", {}).get("data")
     except (ValueError, UnicodeDecodeError, AttributeError):
         return None  # a damaged file is simply computed again
-    if other == spec_of(data):
+    if other == data.to_dict():
         return None
     where = "data it does not record" if other is None else f"other data ({other.get('name')})"
-    return f"{saved} was computed on {where}; evaluating again on {spec_of(data)['name']}"
+    return f"{saved} was computed on {where}; evaluating again on {data.name}"

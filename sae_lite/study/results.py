@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -18,18 +19,19 @@ from pathlib import Path
 from sae_lite.cache import cache_dir, entry_lock, remove_leftovers, result_code_hash, set_aside
 from sae_lite.core import distributed
 from sae_lite.core.config import TrainConfig
+from sae_lite.data.spec import DataSpec, as_spec
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import runs
 from sae_lite.study import pipeline
 
 
-def config_hash(config: TrainConfig, spec: dict) -> str:
+def config_hash(config: TrainConfig, spec: DataSpec) -> str:
     """A short stable hash of everything that determines a run's result, the code included."""
-    blob = json.dumps({"train": asdict(config), "data": spec, "code": result_code_hash()}, sort_keys=True)
+    blob = json.dumps({"train": asdict(config), "data": spec.to_dict(), "code": result_code_hash()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def cached_run(config: TrainConfig, data: str | dict, progress: bool | None = None) -> runs.Run:
+def cached_run(config: TrainConfig, data: str | DataSpec | Mapping, progress: bool | None = None) -> runs.Run:
     """The run of ``config`` on ``data``, trained once and then loaded from the cache.
 
     The cache key is a hash of the full configuration and data spec, so a changed setting never
@@ -38,7 +40,7 @@ def cached_run(config: TrainConfig, data: str | dict, progress: bool | None = No
     aside with one warning (`sae_lite.cache.set_aside`) and trained again; what a writer killed
     mid-write left is removed.
     """
-    spec = data if isinstance(data, dict) else pipeline.data_spec(data)
+    spec = as_spec(data)
     path = run_path(config, spec)
     with entry_lock(path) if distributed.context().world == 1 else nullcontext():  # torchrun: ranks train together
         remove_leftovers(path)  # of a writer killed mid-write (SIGKILL)
@@ -59,6 +61,6 @@ def load_cached_run(path: Path) -> runs.Run:
     return runs.load_run(path)
 
 
-def run_path(config: TrainConfig, spec: dict) -> Path:
+def run_path(config: TrainConfig, spec: DataSpec) -> Path:
     """The cache directory of the run of ``config`` on ``spec``; it holds metrics.json once finished."""
     return cache_dir() / "runs" / config_hash(config, spec)
