@@ -399,11 +399,11 @@ def test_a_damaged_cache_entry_is_moved_aside_with_one_warning_and_trained_again
 
 def test_a_damaged_cached_evaluation_is_computed_again_with_one_warning(cache):
     run, _ = _cached_quietly()
-    first = runner._cached_evaluation(run.path, [2, 4], [1], run.data)
+    first = runner._cached_evaluation(run.path, [2, 4], [1], run.spec)
     garbage(run.path / "evaluation.json")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        again = runner._cached_evaluation(run.path, [2, 4], [1], run.data)
+        again = runner._cached_evaluation(run.path, [2, 4], [1], run.spec)
     assert len(caught) == 1 and "evaluation.json" in str(caught[0].message)
     assert again == first == json.loads((run.path / "evaluation.json").read_text())
 

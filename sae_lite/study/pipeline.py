@@ -6,10 +6,8 @@ probes (`evaluate_run`). The results cache (`sae_lite.study.results`) calls `tra
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +19,7 @@ from sae_lite.data.datasets import Dataset
 from sae_lite.data.spec import DataSpec, as_spec, data_spec
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import card, metrics, probes, runs
-from sae_lite.files import check_writable, nan_for_null, write_json
+from sae_lite.files import check_writable
 
 
 def load_split(data: DataSpec | Mapping | str) -> tuple[Dataset, Dataset]:
@@ -76,10 +74,11 @@ def fingerprint(*datasets: Dataset) -> str:
 
 def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[int] | None = None,
                  data: str | None = None) -> dict:
-    """R^2 for each inference k' and truncated-probe accuracy for each m; written to evaluation.json.
+    """R^2 for each inference k' and truncated-probe accuracy for each m, saved as the run's
+    evaluation.json (`sae_lite.evaluation.runs.save_evaluation`).
 
     The result records what it was computed on (``computed_on``: the data spec, a `fingerprint` of
-    the split, the k' and the m), so that `saved_evaluation` reuses it only for the same data.
+    the split, the k' and the m), so that it is reused only for the same data (`runs.covers`).
     """
     run = runs.load_run(path)
     spec = run.spec if data is None else data_spec(data)
@@ -107,45 +106,5 @@ def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[
         result["probe_skipped"] = "the data has no single-label classes to probe"
     result["computed_on"] = {"data": spec.to_dict(), "own_data": spec == run.spec,
                              "fingerprint": fingerprint(train_set, test_set), "ks": list(ks), "ms": list(ms or [])}
-    write_json(Path(path) / "evaluation.json", result)
+    runs.save_evaluation(path, result)
     return result
-
-
-def saved_evaluation(path: str | os.PathLike, ks: list[int], ms: list[int], data: DataSpec) -> dict | None:
-    """The run's evaluation.json when it was computed on ``data`` and covers the k' ``ks`` and the
-    probes ``ms``; else None (compute it again).
-
-    An evaluation.json computed on other data (``evaluate RUN --data OTHER``), written before it
-    recorded its data, or not readable as JSON is never reused (it is derived: computing it again
-    replaces it); a metric that could not be computed (null) reads as NaN.
-    """
-    saved = Path(path) / "evaluation.json"
-    if not saved.is_file():
-        return None
-    try:
-        evaluation = json.loads(saved.read_text())
-    except (ValueError, UnicodeDecodeError):
-        return None
-    basis = evaluation.get("computed_on", {}) if isinstance(evaluation, dict) else {}
-    if basis.get("data") != data.to_dict() or not isinstance(evaluation.get("r2_by_k"), dict):
-        return None
-    covered_k, covered_m = set(basis.get("ks", [])), set(basis.get("ms", []))
-    if not set(ks) <= covered_k or not (set(ms) <= covered_m or "probe_skipped" in evaluation):
-        return None
-    evaluation["r2_by_k"] = nan_for_null(evaluation["r2_by_k"])
-    return evaluation
-
-
-def other_data_note(path: str | os.PathLike, data: DataSpec) -> str | None:
-    """One line when the run's evaluation.json holds an evaluation on data other than ``data``."""
-    saved = Path(path) / "evaluation.json"
-    if not saved.is_file():
-        return None
-    try:
-        other = json.loads(saved.read_text()).get("computed_on", {}).get("data")
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        return None  # a damaged file is simply computed again
-    if other == data.to_dict():
-        return None
-    where = "data it does not record" if other is None else f"other data ({other.get('name')})"
-    return f"{saved} was computed on {where}; evaluating again on {data.name}"

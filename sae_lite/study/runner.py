@@ -22,7 +22,7 @@ from sae_lite.errors import SaeLiteError, show_warning_line
 from sae_lite.evaluation import runs
 from sae_lite.evaluation.runs import Run
 from sae_lite.study.methods import Method
-from sae_lite.study.pipeline import evaluate_run, load_split, other_data_note, saved_evaluation
+from sae_lite.study.pipeline import evaluate_run, load_split
 from sae_lite.study.profiles import Profile, active_profile
 from sae_lite.study.results import cached_run, run_path
 
@@ -198,7 +198,12 @@ def _evaluation_plan(config: TrainConfig, k_factors: tuple[float, ...], probe_ms
 def _done(job: Job, path: Path) -> bool:
     """True when the job's run is trained and evaluated as its row needs (nothing for a worker to do)."""
     ks, ms = _evaluation_plan(job.config, job.k_factors, job.probe_ms)
-    return (path / "metrics.json").is_file() and saved_evaluation(path, sorted(set(ks.values())), ms, job.spec) is not None
+    if not (path / "metrics.json").is_file():
+        return False
+    try:
+        return runs.covers(runs.load_evaluation(path), job.spec, sorted(set(ks.values())), ms)
+    except SaeLiteError:  # a damaged evaluation.json: the job computes it again (and says so)
+        return False
 
 
 def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: tuple[int, ...]) -> dict:
@@ -216,17 +221,16 @@ def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: 
 
 def _cached_evaluation(path: Path, ks: list[int], ms: list[int], data: DataSpec) -> dict:
     """``evaluate_run`` for these k' and m on the run's own ``data``, reusing evaluation.json when it was
-    computed on that data and covers them (`saved_evaluation`). Says so in one line when it holds an
+    computed on that data and covers them (`runs.covers`). Says so in one line when it holds an
     evaluation on other data (``evaluate RUN --data OTHER``) or is damaged; either is replaced."""
-    saved = saved_evaluation(path, ks, ms, data)
-    if saved is not None:
-        return saved
     try:
-        runs.load_evaluation(path)
+        saved = runs.load_evaluation(path)
     except SaeLiteError as error:
         warnings.warn(f"damaged cache entry: {error}; evaluating the run again", stacklevel=2)
     else:
-        note = other_data_note(path, data)
+        if runs.covers(saved, data, ks, ms):
+            return saved
+        note = runs.other_data_note(path, saved, data)
         if note:
             print(note, file=sys.stderr)
     return evaluate_run(path, ks=ks, ms=ms)
