@@ -32,9 +32,9 @@ from sae_lite.device import resolve_device
 from sae_lite.errors import SaeLiteError, show_warning_line
 from sae_lite.files import strict_json
 from sae_lite.study.paper import grid
+from sae_lite.study.pipeline import evaluate_run, train_run
 from sae_lite.study.profiles import PROFILES, active_profile
 from sae_lite.study.reproduce import reproduce
-from sae_lite.study.results import evaluate_run, train_run
 
 
 def _int_list(text: str) -> list[int]:

@@ -163,7 +163,7 @@ MUTATIONS = (
       "index = codes.abs().topk(m, dim=1).indices\n    return torch.zeros_like",
       "index = codes.topk(m, dim=1).indices\n    return torch.zeros_like", ("measure",)),
     M("r2_half_k evaluated at k", "sae_lite/evaluation/metrics.py",
-      "encode_all(sae, test.x, max(1, sae.k // 2))", "encode_all(sae, test.x, sae.k)", ("measure",)),
+      "half, double = max(1, sae.k // 2), 2 * sae.k", "half, double = sae.k, 2 * sae.k", ("measure",)),
     M("fvu divides by the uncentred sum", "sae_lite/evaluation/metrics.py",
       "(x - x_hat).square().sum() / (x - x.mean(0)).square().sum())", "(x - x_hat).square().sum() / x.square().sum())",
       ("measure",)),

@@ -24,9 +24,10 @@ from sae_lite.cli import main
 from sae_lite.core.config import TrainConfig
 from sae_lite.core.train import train
 from sae_lite.data import catalog, embed, load_store, write_store
+from sae_lite.data.spec import data_spec
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation.runs import load_run
-from sae_lite.study import paper, results, runner
+from sae_lite.study import paper, pipeline, results, runner
 from sae_lite.study.reproduce import claim_out
 
 FAST = ["--steps", "20", "--latents", "16", "--k", "4", "--batch-size", "32", "--b-pre-init", "mean"]
@@ -365,7 +366,7 @@ def test_reproduce_of_the_paper_grid_checks_every_store_first(tmp_path, capsys, 
 # The results cache heals, and is shared safely
 # --------------------------------------------------------------------------------------------
 
-SPEC = results.data_spec("digits")
+SPEC = data_spec("digits")
 
 
 @pytest.fixture
@@ -398,11 +399,11 @@ def test_a_damaged_cache_entry_is_moved_aside_with_one_warning_and_trained_again
 
 def test_a_damaged_cached_evaluation_is_computed_again_with_one_warning(cache):
     run, _ = _cached_quietly()
-    first = runner._cached_evaluation(run.path, [2, 4], [1], run.data)
+    first = runner._cached_evaluation(run.path, [2, 4], [1], run.spec)
     garbage(run.path / "evaluation.json")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        again = runner._cached_evaluation(run.path, [2, 4], [1], run.data)
+        again = runner._cached_evaluation(run.path, [2, 4], [1], run.spec)
     assert len(caught) == 1 and "evaluation.json" in str(caught[0].message)
     assert again == first == json.loads((run.path / "evaluation.json").read_text())
 
@@ -459,13 +460,13 @@ def test_the_command_line_shows_a_warning_as_one_line(run_dir, capsys, monkeypat
 def _want_entry(cache: str, barrier, queue) -> None:
     """In a fresh process: wait for the other one, then ask for the cached run; report (metrics, trained?)."""
     os.environ["SAE_LITE_CACHE"] = cache
-    trained, train_run = [], results.train_run
+    trained, train_run = [], pipeline.train_run
 
     def counting(*args, **kwargs):
         trained.append(True)
         return train_run(*args, **kwargs)
 
-    results.train_run = counting
+    pipeline.train_run = counting
     torch.set_num_threads(1)
     barrier.wait()
     metrics = results.cached_run(CONFIG, SPEC, progress=False).metrics

@@ -2,7 +2,8 @@ from safetensors.torch import load_file, save_file
 
 from sae_lite.book import diagnostics
 from sae_lite.core.config import TrainConfig
-from sae_lite.study.results import cached_run, data_spec
+from sae_lite.data.spec import data_spec
+from sae_lite.study.results import cached_run
 
 
 def test_top_latent_share_spots_a_latent_that_tops_every_input(tmp_path, monkeypatch):

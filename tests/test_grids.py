@@ -84,7 +84,7 @@ def fake_run_jobs(calls: list):
     """A stand-in for run_jobs that records each call's (data, methods, seeds); a penalty's R^2 is
     0.9 - weight (the rule then picks 0.001 from the quick sweep: 0.01 already costs more than the tolerance)."""
     def run_jobs(jobs, progress=None):
-        calls.append((jobs[0].spec["name"], [job.method.name for job in jobs], {job.config.seed for job in jobs}))
+        calls.append((jobs[0].spec.name, [job.method.name for job in jobs], {job.config.seed for job in jobs}))
         return [{"method": job.method.name, "penalty": job.method.penalty, "masked": job.method.masked,
                  "weight": job.method.weight, "k": job.config.k, "r2_vw": 0.9 - job.method.weight} for job in jobs]
     return run_jobs

@@ -139,6 +139,25 @@ def test_evaluate_reports_r2_at_half_and_double_k():
     assert scores["l0"] == pytest.approx(np.mean((reference_codes(sae, x, 4) != 0).sum(1)))
 
 
+def test_evaluate_reads_half_and_double_k_from_the_k_sweep(monkeypatch):
+    """The k-sweep is measured in one place: evaluate's r2_half_k and r2_double_k are `k_sweep`'s values."""
+    sae, x = tiny_sae("topk", k=4)
+    x = x.astype(np.float32)
+    scores = metrics.evaluate(sae, Dataset(x))
+    sweep = metrics.k_sweep(sae, x, [2, 8])
+    assert (scores["r2_half_k"], scores["r2_double_k"]) == (sweep[2], sweep[8])
+    asked = []
+
+    def marked(sae, x, ks):
+        asked.append(list(ks))
+        return {int(k): 1000.0 + k for k in ks}
+    monkeypatch.setattr(metrics, "k_sweep", marked)
+    scores = metrics.evaluate(sae, Dataset(x))
+    assert asked == [[2, 8]] and (scores["r2_half_k"], scores["r2_double_k"]) == (1002.0, 1008.0)
+    wide = tiny_sae("topk", k=16)[0]  # 2k = N: no double-k budget below N
+    assert "r2_double_k" not in metrics.budget_robustness(wide, x) and asked[-1] == [8]
+
+
 # ---- the truncated probe -----------------------------------------------------------------------
 
 def direct_probe(train_x, y_train, test_x, y_test, m: int, truncate_test: bool = True) -> dict[str, float]:

@@ -4,6 +4,7 @@ needs a weight, the JSON files are strict, and a spread of one seed is not print
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +14,11 @@ from sae_lite.book.rows import history_rows
 from sae_lite.cli import main
 from sae_lite.core.config import TrainConfig
 from sae_lite.data import write_store
+from sae_lite.data.spec import data_spec
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import runs
 from sae_lite.files import strict_json, write_json
-from sae_lite.study import claims, results
+from sae_lite.study import claims, pipeline
 from sae_lite.study.methods import METHODS
 from sae_lite.study.profiles import PROFILE_SETTINGS
 from sae_lite.study.runner import run_grid
@@ -69,33 +71,68 @@ def test_evaluating_on_other_data_does_not_change_a_later_grid(cache, tmp_path, 
     assert again == before   # the run's own evaluation, not the one on the other data
     note = capsys.readouterr().err
     assert "computed on other data" in note and note.count("\n") == 1
-    saved = json.loads((results.Path(path) / "evaluation.json").read_text())
+    saved = json.loads((Path(path) / "evaluation.json").read_text())
     assert saved["computed_on"]["own_data"] is True
 
 
 def test_an_evaluation_is_reused_only_for_its_data_and_budgets(cache):
     rows = run_grid("planted", [METHODS["baseline"]], ks=[4], profile=TINY, probe_ms=(1,), n_latents=64)
-    path, spec = rows[0]["path"], runs.load_run(rows[0]["path"]).data
-    assert results.saved_evaluation(path, [1, 4, 16], [1], spec) is not None
-    assert results.saved_evaluation(path, [1, 4, 16], [1, 2], spec) is None        # a probe it lacks
-    assert results.saved_evaluation(path, [1, 4, 32], [1], spec) is None           # a k' it lacks
-    assert results.saved_evaluation(path, [4], [1], results.data_spec("digits")) is None
-    assert results.saved_evaluation(path, [4], [1], {**spec, "split_seed": 1}) is None  # another test split
-    evaluation = json.loads((results.Path(path) / "evaluation.json").read_text())
+    path, spec = rows[0]["path"], runs.load_run(rows[0]["path"]).spec
+    saved = runs.load_evaluation(path)
+    assert runs.covers(saved, spec, [1, 4, 16], [1])
+    assert not runs.covers(saved, spec, [1, 4, 16], [1, 2])                     # a probe it lacks
+    assert not runs.covers(saved, spec, [1, 4, 32], [1])                        # a k' it lacks
+    assert not runs.covers(saved, data_spec("digits"), [4], [1])
+    assert not runs.covers(saved, replace(spec, split_seed=1), [4], [1])        # another test split
+    assert runs.other_data_note(path, saved, spec) is None
+    assert "other data (planted); evaluating again on digits" in runs.other_data_note(path, saved, data_spec("digits"))
+    evaluation = json.loads((Path(path) / "evaluation.json").read_text())
     del evaluation["computed_on"]   # written before evaluations recorded their data
-    write_json(results.Path(path) / "evaluation.json", evaluation)
-    assert results.saved_evaluation(path, [4], [1], spec) is None
-    assert "data it does not record" in results.other_data_note(path, spec)
-    (results.Path(path) / "evaluation.json").write_text('{"r2_by_k": {"4": 0.')   # cut short: computed again
-    assert results.saved_evaluation(path, [4], [1], spec) is None and results.other_data_note(path, spec) is None
+    write_json(Path(path) / "evaluation.json", evaluation)
+    assert not runs.covers(runs.load_evaluation(path), spec, [4], [1])
+    assert "data it does not record" in runs.other_data_note(path, runs.load_evaluation(path), spec)
+    (Path(path) / "evaluation.json").write_text('{"r2_by_k": {"4": 0.')   # cut short: damaged, computed again
+    with pytest.raises(SaeLiteError, match="evaluation.json"):
+        runs.load_evaluation(path)
+    assert runs.load_evaluation(Path(path) / "nowhere") is None
+
+
+def test_a_null_in_an_evaluation_reads_as_nan_and_a_bad_record_is_damage(cache):
+    rows = run_grid("planted", [METHODS["baseline"]], ks=[4], profile=TINY, probe_ms=(1,), n_latents=64)
+    path = Path(rows[0]["path"])
+    evaluation = json.loads((path / "evaluation.json").read_text())
+    write_json(path / "evaluation.json", {**evaluation, "r2_by_k": {**evaluation["r2_by_k"], "4": math.nan}})
+    assert math.isnan(runs.load_evaluation(path)["r2_by_k"]["4"])
+    for basis in ({"data": {"kwargs": {}}}, {"data": evaluation["computed_on"]["data"], "ks": 4}, ["planted"]):
+        write_json(path / "evaluation.json", {**evaluation, "computed_on": basis})
+        with pytest.raises(SaeLiteError, match="evaluation.json"):
+            runs.load_evaluation(path)
+
+
+def test_only_the_run_directory_module_opens_evaluation_json():
+    """One reader and one writer of evaluation.json (`runs.load_evaluation`, `runs.save_evaluation`): the
+    package names the file, outside docstrings, only in sae_lite/evaluation/runs.py."""
+    import ast
+
+    package = Path(runs.__file__).parents[1]
+    naming = set()
+    for file in package.rglob("*.py"):
+        tree = ast.parse(file.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        if any(isinstance(node, ast.Constant) and isinstance(node.value, str) and "evaluation.json" in node.value
+               and id(node) not in docstrings for node in ast.walk(tree)):
+            naming.add(str(file.relative_to(package)))
+    assert naming == {"evaluation/runs.py"}
 
 
 def test_the_fingerprint_tells_data_apart(small_planted):
     train, test = small_planted.split()
-    assert results.fingerprint(train, test) == results.fingerprint(*small_planted.split())
-    assert results.fingerprint(train, test) != results.fingerprint(test, train)
+    assert pipeline.fingerprint(train, test) == pipeline.fingerprint(*small_planted.split())
+    assert pipeline.fingerprint(train, test) != pipeline.fingerprint(test, train)
     shifted = replace(test, x=test.x + np.float32(1e-3))
-    assert results.fingerprint(train, test) != results.fingerprint(train, shifted)
+    assert pipeline.fingerprint(train, test) != pipeline.fingerprint(train, shifted)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,12 +59,12 @@ def test_sparse_and_dense_probes_agree_on_small_codes():
 
 def test_evaluate_run_switches_to_the_sparse_probe_above_the_limit(tmp_path, monkeypatch):
     from sae_lite.core.config import TrainConfig
-    from sae_lite.study import results
+    from sae_lite.study import pipeline
 
-    results.train_run(TrainConfig(k=4, n_latents=32, steps=20, batch_size=64), "digits", tmp_path / "run")
-    dense = results.evaluate_run(tmp_path / "run", ks=[4], ms=[1, 2])
+    pipeline.train_run(TrainConfig(k=4, n_latents=32, steps=20, batch_size=64), "digits", tmp_path / "run")
+    dense = pipeline.evaluate_run(tmp_path / "run", ks=[4], ms=[1, 2])
     assert "probe_codes" not in dense
     monkeypatch.setattr(probes, "DENSE_LIMIT", 0)
-    sparse = results.evaluate_run(tmp_path / "run", ks=[4], ms=[1, 2])
+    sparse = pipeline.evaluate_run(tmp_path / "run", ks=[4], ms=[1, 2])
     assert sparse["probe_codes"].startswith("sparse top-m")
     assert all(abs(sparse["probe_by_m"][m]["test"] - dense["probe_by_m"][m]["test"]) < 0.1 for m in ("1", "2"))

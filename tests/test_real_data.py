@@ -9,10 +9,11 @@ import torch
 
 from sae_lite.book import diagnostics, findings, plots
 from sae_lite.data import catalog, fashion_mnist
+from sae_lite.data.spec import data_spec
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation import probes
 from sae_lite.evaluation.runs import load_run
-from sae_lite.study import claims, results, runner
+from sae_lite.study import claims, runner
 from sae_lite.study.methods import METHODS
 from sae_lite.study.profiles import PROFILE_SETTINGS, RealData
 from sae_lite.study.runner import run_grid
@@ -64,7 +65,7 @@ def test_a_real_grid_trains_at_the_profiles_real_size(cache):
 
 def test_the_real_setting_is_the_same_wherever_a_grid_starts():
     spec = runner.grid_spec(catalog.REAL, TINY)
-    assert spec == results.data_spec(catalog.REAL, images=60, resolution=32)
+    assert spec == data_spec(catalog.REAL, images=60, resolution=32)
     assert runner.data_overrides(spec, TINY) == {"n_latents": 96, "steps": 30, "batch_size": 16, "lr": 1e-3, "backend": "sparse"}
     assert runner.data_overrides(runner.grid_spec("planted", TINY), TINY) == {}
     config = METHODS["ratio"].config(16, profile=TINY, **runner.data_overrides(spec, TINY))

@@ -9,7 +9,7 @@ import pytest
 from sae_lite.cli import main
 from sae_lite.data import write_store
 from sae_lite.errors import SaeLiteError
-from sae_lite.study import methods, paper, results, weights
+from sae_lite.study import methods, paper, pipeline, weights
 from sae_lite.study.paper import Cell
 from sae_lite.study.profiles import PROFILE_SETTINGS
 
@@ -78,7 +78,7 @@ def test_reproduce_writes_results_then_resumes(tiny, first, capsys, monkeypatch)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
-    monkeypatch.setattr(results, "train_run", no_training)
+    monkeypatch.setattr(pipeline, "train_run", no_training)
     code, stdout, _ = reproduce(capsys, "--profile", "quick", "--out", out)
     assert code == 0 and json.loads(stdout)["trained"] == 0
     figures = sorted(path.name for path in (out / "figures").iterdir())  # the command draws them (book.figures)
@@ -120,7 +120,7 @@ def test_an_out_dir_of_another_configuration_is_refused(tiny, first, capsys, mon
 def refuse_training(monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the input was bad")
-    monkeypatch.setattr(results, "train_run", no_training)
+    monkeypatch.setattr(pipeline, "train_run", no_training)
 
 
 def test_paper_refuses_missing_stores_before_training(tmp_path, capsys, monkeypatch):
@@ -184,17 +184,20 @@ def test_a_card_names_the_backbone_and_preprocessing_of_a_store():
 
 def test_the_paper_cost_estimate_counts_every_run():
     from sae_lite.core.config import TrainConfig
+    from sae_lite.study import cost
 
-    assert paper.step_flops(d=10, n_latents=20, batch_size=4) == 12 * 4 * 10 * 20
+    assert cost.step_flops(d=10, n_latents=20, batch_size=4) == 12 * 4 * 10 * 20
     profile, batch = PROFILE_SETTINGS["paper"], TrainConfig().batch_size
     runs = 2 * 3 * 5 * 3  # data sets x k x the paper's 5 methods x seeds, per backbone
-    expected = sum(runs * profile.steps * paper.step_flops(d, paper.PAPER_EXPANSION * d, batch)
+    expected = sum(runs * profile.steps * cost.step_flops(d, paper.PAPER_EXPANSION * d, batch)
                    for d in (768, 1152, 1024))
-    assert paper.paper_train_flops() == pytest.approx(expected)
-    assert paper.measure_step_rate(d=16, n_latents=64, steps=3, device="cpu") > 0
-    assert paper.paper_hours(1e12) == pytest.approx(expected / 1e12 / 3600)
+    assert cost.paper_train_flops() == pytest.approx(expected)
+    assert cost.measure_step_rate(d=16, n_latents=64, steps=3, device="cpu") > 0
+    assert cost.paper_hours(1e12) == pytest.approx(expected / 1e12 / 3600)
     with pytest.raises(SaeLiteError, match="flops_per_second"):
-        paper.paper_hours(0)
+        cost.paper_hours(0)
+    assert not any(hasattr(paper, name) for name in ("step_flops", "measure_step_rate", "paper_train_flops",
+                                                     "paper_hours"))  # the grid holds no cost model
 
 
 def test_results_dir_is_named_by_the_grid(tiny):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sae_lite.errors import SaeLiteError
-from sae_lite.study import methods, results, runner
+from sae_lite.study import methods, pipeline, runner
 from sae_lite.study.methods import METHODS, Method
 from sae_lite.study.profiles import PROFILE_SETTINGS
 from sae_lite.study.runner import run_grid
@@ -39,7 +39,7 @@ def test_run_grid_rows_and_cache(cache, monkeypatch):
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached run was trained again")
-    monkeypatch.setattr(results, "train_run", no_training)
+    monkeypatch.setattr(pipeline, "train_run", no_training)
     again = run_grid("planted", methods, ks=[4], profile=TINY, probe_ms=(1, 2), n_latents=64)
     assert [r["path"] for r in again] == [r["path"] for r in rows]
     assert [r["r2_x4"] for r in again] == [r["r2_x4"] for r in rows]
@@ -52,7 +52,7 @@ def test_a_grid_row_reports_the_k_sweep_and_probes_of_its_own_run(cache):
 
     [row] = run_grid("planted", [METHODS["baseline"]], ks=[4], seeds=(0,), profile=TINY, probe_ms=(1, 2), n_latents=64)
     run = runs.load_run(row["path"])
-    train_set, test_set = results.load_split(run.data)
+    train_set, test_set = pipeline.load_split(run.data)
     sweep = metrics.k_sweep(run.sae, test_set.x, [1, 2, 4, 8, 16])
     for factor, k in (("0.25", 1), ("0.5", 2), ("1", 4), ("2", 8), ("4", 16)):
         assert row[f"r2_x{factor}"] == pytest.approx(sweep[k], abs=1e-9)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from sae_lite.evaluation import metrics, runs
-from sae_lite.study.results import load_split
+from sae_lite.study.pipeline import load_split
 
 
 def top_latent_share(rows: list[dict]) -> list[dict]:

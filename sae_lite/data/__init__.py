@@ -7,6 +7,7 @@
     backbones, efficientnet, _compat    vision models by name, and their weights
     embed          images -> an embedding store, in resumable shards
     catalog        data sets by name (`load`), the book's real data embedded once into a cached store
+    spec           `DataSpec`: a data set by name and its train/test split, and its JSON form
 """
 
 from sae_lite.data.catalog import load

@@ -225,6 +225,13 @@ def k_sweep(sae: SAE, x, ks) -> dict[int, float]:
     return {int(k): 1 - fvu(x, encode_all(sae, x, int(k))[1]) for k in ks}
 
 
+def budget_robustness(sae: SAE, x) -> dict[str, float]:
+    """The `k_sweep` at half and double the training k (``r2_half_k``; ``r2_double_k`` while 2k < N); x [n, d]."""
+    half, double = max(1, sae.k // 2), 2 * sae.k
+    sweep = k_sweep(sae, x, [half, double] if double < sae.n_latents else [half])
+    return {"r2_half_k": sweep[half], **({"r2_double_k": sweep[double]} if double in sweep else {})}
+
+
 def evaluate(sae: SAE, test: Dataset) -> dict[str, float | str]:
     """Every scalar metric of ``sae`` on ``test`` (the keys of a run's metrics.json).
 
@@ -238,9 +245,7 @@ def evaluate(sae: SAE, test: Dataset) -> dict[str, float | str]:
               "l0": l0(codes), "dead_fraction": float(dead.double().mean()), "dead": int(dead.sum()),
               **ms_conventions(codes.abs(), test.reference, test.x), "ms_reference": reference_name(test)}
     result["ms_mean"] = result["ms_pach"]  # the book's name for the convention the claims judge (Pach)
-    result["r2_half_k"] = 1 - fvu(test.x, encode_all(sae, test.x, max(1, sae.k // 2))[1])   # variance-weighted
-    if 2 * sae.k < sae.n_latents:
-        result["r2_double_k"] = 1 - fvu(test.x, encode_all(sae, test.x, 2 * sae.k)[1])
+    result.update(budget_robustness(sae, test.x))
     if test.labels is not None and np.asarray(test.labels).ndim == 1:
         result["purity_mean"] = _nanmean(class_purity(codes, test.labels))
         result["weighted_purity_mean"] = _nanmean(class_purity(codes, test.labels, weighted=True))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 
 from sae_lite.data.catalog import REAL
+from sae_lite.data.spec import DataSpec
 from sae_lite.errors import SaeLiteError
 from sae_lite.study.methods import ABLATIONS, METHODS, PAPER_METHODS, Method, with_weights
 from sae_lite.study.profiles import Profile, active_profile
@@ -100,7 +101,7 @@ def real(names: tuple[str, ...] = PAPER_METHODS, seeds: tuple[int, ...] | None =
                     progress=False)
 
 
-def real_spec(profile: Profile | None = None) -> dict:
+def real_spec(profile: Profile | None = None) -> DataSpec:
     """The data spec of the real data at the profile's size (`sae_lite.study.profiles.RealData`)."""
     return grid_spec(REAL, profile)
 

@@ -1,26 +1,19 @@
-"""The paper's grid, and what it would cost: the reproduction grid of each profile (`grid`).
+"""The paper's grid: the reproduction grid of each profile (`grid`).
 
 ``quick`` and ``default`` train the book's data (planted, digits and the real data) at its k = 16;
 ``paper`` trains the published grid ("Beyond the Hard Budget", Jacquier, Vakalopoulou, Hosseini
 2026) on embedding stores of two data sets and three backbones. Each cell's penalties run at the
-weight the rule picks there (`sae_lite.study.weights`). `paper_hours` estimates, from a measured
-step rate, what the paper profile costs: an estimate, not a measurement.
+weight the rule picks there (`sae_lite.study.weights`). What the paper profile would cost to train
+is estimated in `sae_lite.study.cost`.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
-from sae_lite.core.config import TrainConfig
-from sae_lite.core.train import train
 from sae_lite.data import catalog
-from sae_lite.data.backbones import BACKBONES
-from sae_lite.data.datasets import Dataset
 from sae_lite.data.embed import check_backbone
 from sae_lite.data.store import load_store
 from sae_lite.errors import SaeLiteError
@@ -140,36 +133,3 @@ def paper_cells(data_dir: Path) -> tuple[Cell, ...]:
         raise SaeLiteError(f"{data_dir} lacks the embedding stores {', '.join(missing)}; create each with "
                            f"`python -m sae_lite embed --backbone BACKBONE --images IMAGES --out {data_dir}/DATASET/BACKBONE`")
     return tuple(cells)
-
-
-def step_flops(d: int, n_latents: int, batch_size: int) -> float:
-    """FLOPs of one dense training step: encoder and decoder products (2 x 2*B*d*N), backward twice that.
-
-    Top-k, the penalties and AuxK add terms linear in N and are left out.
-    """
-    return 3 * 2 * 2 * batch_size * d * n_latents
-
-
-def measure_step_rate(d: int = 256, n_latents: int = 2048, steps: int = 20, device: str = "auto") -> float:
-    """Training steps per second of the baseline (k=32, batch of `TrainConfig`'s default) on random data."""
-    x = np.random.default_rng(0).standard_normal((4096, d)).astype(np.float32)
-    config = TrainConfig(k=32, n_latents=n_latents, steps=steps + 5, device=device, b_pre_init="mean")
-    train(config, Dataset(x=x), stop_at=5, progress=False)  # warm-up: allocation, kernels
-    start = time.perf_counter()
-    train(config, Dataset(x=x), progress=False)
-    return (steps + 5) / (time.perf_counter() - start)
-
-
-def paper_train_flops() -> float:
-    """FLOPs of training every run of the paper profile (evaluation and embedding extraction excluded)."""
-    profile, batch = PROFILE_SETTINGS["paper"], TrainConfig().batch_size
-    runs_per_backbone = len(PAPER_DATASETS) * len(PAPER_KS) * len(PAPER_METHODS) * len(profile.seeds)
-    dims = [BACKBONES[name].dim for name in PAPER_BACKBONES]  # 768, 1152, 1024
-    return sum(runs_per_backbone * profile.steps * step_flops(d, PAPER_EXPANSION * d, batch) for d in dims)
-
-
-def paper_hours(flops_per_second: float) -> float:
-    """Hours to train the paper profile at a sustained ``flops_per_second`` (an estimate: see `step_flops`)."""
-    if flops_per_second <= 0:
-        raise SaeLiteError(f"flops_per_second must be > 0, got {flops_per_second}")
-    return paper_train_flops() / flops_per_second / 3600

@@ -3,74 +3,34 @@
 A run's cache key hashes its `TrainConfig`, its data spec and the source of the subpackages that
 compute results (`sae_lite.cache.result_code_hash`: data/, core/, evaluation/ and the modules
 beneath them), so a changed setting or changed training code never reuses a stale result, while
-editing a figure, a verdict or a chapter retrains nothing.
+editing a figure, a verdict or a chapter retrains nothing. A missing entry is trained by
+`sae_lite.study.pipeline.train_run`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
-
-import numpy as np
 
 from sae_lite.cache import cache_dir, entry_lock, remove_leftovers, result_code_hash, set_aside
 from sae_lite.core import distributed
 from sae_lite.core.config import TrainConfig
-from sae_lite.core.train import train
-from sae_lite.data import catalog, stream
-from sae_lite.data.datasets import Dataset
+from sae_lite.data.spec import DataSpec, as_spec
 from sae_lite.errors import SaeLiteError
-from sae_lite.evaluation import card, metrics, probes, runs
-from sae_lite.files import check_writable, nan_for_null, write_json
+from sae_lite.evaluation import runs
+from sae_lite.study import pipeline
 
 
-def data_spec(name: str, test_fraction: float = 0.2, split_seed: int = 0, **kwargs) -> dict:
-    """A JSON description of the data a run trains on, enough to rebuild the same split."""
-    return {"name": str(name), "test_fraction": test_fraction, "split_seed": split_seed, "kwargs": kwargs}
-
-
-def load_split(spec: dict) -> tuple[Dataset, Dataset]:
-    """The (train, test) split that ``spec`` (from `data_spec`) describes."""
-    dataset = catalog.load(spec["name"], **spec.get("kwargs", {}))
-    return dataset.split(spec.get("test_fraction", 0.2), spec.get("split_seed", 0))
-
-
-def config_hash(config: TrainConfig, spec: dict) -> str:
+def config_hash(config: TrainConfig, spec: DataSpec) -> str:
     """A short stable hash of everything that determines a run's result, the code included."""
-    blob = json.dumps({"train": config.to_dict(), "data": spec, "code": result_code_hash()}, sort_keys=True)
+    blob = json.dumps({"train": config.to_dict(), "data": spec.to_dict(), "code": result_code_hash()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def train_run(config: TrainConfig, data: str | dict, out: str | os.PathLike, overwrite: bool = False,
-              test_fraction: float = 0.2, split_seed: int = 0, progress: bool | None = None,
-              checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
-              resume: bool = False) -> runs.Run:
-    """Train ``config`` on ``data`` and write the run directory ``out`` with all metrics.
-
-    ``checkpoint``, ``checkpoint_every``, ``resume``: as in `sae_lite.core.train.train` (the training
-    state every N steps; a resumed run ends equal to an uninterrupted one).
-    """
-    out = check_writable(out, overwrite)
-    spec = data if isinstance(data, dict) else data_spec(data, test_fraction, split_seed)
-    train_set, test_set = load_split(spec)
-    sae, history = train(config, train_set, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                         resume=resume, progress=progress)
-    if not distributed.is_main():  # under torchrun, rank 0 evaluates and writes the run directory
-        distributed.barrier()
-        return runs.load_run(out)
-    scores = metrics.evaluate(sae, test_set)
-    info = {**spec, "dataset": train_set.name, "d": train_set.d, "n_train": train_set.n,
-            "n_test": test_set.n, "meta": train_set.meta}
-    write = lambda directory: card.write_card(directory, sae=sae, config=config, data=info, metrics=scores)  # noqa: E731
-    runs.save_run(out, sae, config, info, scores, history, card=write, overwrite=overwrite)
-    distributed.barrier()
-    return runs.load_run(out)
-
-
-def cached_run(config: TrainConfig, data: str | dict, progress: bool | None = None) -> runs.Run:
+def cached_run(config: TrainConfig, data: str | DataSpec | Mapping, progress: bool | None = None) -> runs.Run:
     """The run of ``config`` on ``data``, trained once and then loaded from the cache.
 
     The cache key is a hash of the full configuration and data spec, so a changed setting never
@@ -79,7 +39,7 @@ def cached_run(config: TrainConfig, data: str | dict, progress: bool | None = No
     aside with one warning (`sae_lite.cache.set_aside`) and trained again; what a writer killed
     mid-write left is removed.
     """
-    spec = data if isinstance(data, dict) else data_spec(data)
+    spec = as_spec(data)
     path = run_path(config, spec)
     with entry_lock(path) if distributed.context().world == 1 else nullcontext():  # torchrun: ranks train together
         remove_leftovers(path)  # of a writer killed mid-write (SIGKILL)
@@ -88,118 +48,18 @@ def cached_run(config: TrainConfig, data: str | dict, progress: bool | None = No
                 return load_cached_run(path)
             except SaeLiteError as error:
                 set_aside(path, error)
-        return train_run(config, spec, path, overwrite=True, progress=progress)
+        return pipeline.train_run(config, spec, path, overwrite=True, progress=progress)
 
 
 def load_cached_run(path: Path) -> runs.Run:
     """The cached run directory ``path``, every file checked (`runs.load_run`, and the card and history
-    `train_run` writes there); raises SaeLiteError naming a damaged or missing one."""
+    `pipeline.train_run` writes there); raises SaeLiteError naming a damaged or missing one."""
     for name in ("card.md", "history.json"):
         if not (path / name).is_file():
             raise SaeLiteError(f"{path / name} is missing")
     return runs.load_run(path)
 
 
-def run_path(config: TrainConfig, spec: dict) -> Path:
+def run_path(config: TrainConfig, spec: DataSpec) -> Path:
     """The cache directory of the run of ``config`` on ``spec``; it holds metrics.json once finished."""
     return cache_dir() / "runs" / config_hash(config, spec)
-
-
-def default_ks(k: int) -> list[int]:
-    """The inference budgets of a k-sweep: k/4, k/2, k, 2k, 4k (those that are >= 1)."""
-    return sorted({max(1, k // 4), max(1, k // 2), k, 2 * k, 4 * k})
-
-
-def spec_of(data: dict) -> dict:
-    """The data spec (`data_spec`) inside a run's data record (config.json's ``data``), JSON-normalised."""
-    return json.loads(json.dumps({key: data[key] for key in ("name", "test_fraction", "split_seed", "kwargs")
-                                  if key in data}))
-
-
-def fingerprint(*datasets: Dataset) -> str:
-    """A short hash of the contents of ``datasets``: their shapes, up to 1024 evenly spaced rows of each
-    and their labels (cheap on a store of millions of rows, and different for other data)."""
-    digest = hashlib.sha256()
-    for dataset in datasets:
-        rows = np.unique(np.linspace(0, dataset.n - 1, min(dataset.n, 1024)).astype(np.int64))
-        digest.update(repr(tuple(dataset.x.shape)).encode() + stream.take_rows(dataset.x, rows).tobytes())
-        if dataset.labels is not None:
-            digest.update(np.ascontiguousarray(dataset.labels).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def evaluate_run(path: str | os.PathLike, ks: list[int] | None = None, ms: list[int] | None = None,
-                 data: str | None = None) -> dict:
-    """R^2 for each inference k' and truncated-probe accuracy for each m; written to evaluation.json.
-
-    The result records what it was computed on (``computed_on``: the data spec, a `fingerprint` of
-    the split, the k' and the m), so that `saved_evaluation` reuses it only for the same data.
-    """
-    run = runs.load_run(path)
-    spec = spec_of(run.data if data is None else data_spec(data))
-    train_set, test_set = load_split(spec)
-    if train_set.d != run.sae.d:
-        raise SaeLiteError(f"the run's SAE expects d={run.sae.d} but {spec['name']} has d={train_set.d}; "
-                           "evaluate on the data it was trained on")
-    ks = default_ks(run.sae.k) if ks is None else ks
-    too_big = [k for k in ks if k >= run.sae.n_latents]
-    if too_big:
-        raise SaeLiteError(f"inference k {too_big} must be below n_latents={run.sae.n_latents}")
-    result: dict = {"r2_by_k": {str(k): v for k, v in metrics.k_sweep(run.sae, test_set.x, ks).items()}}
-    if ms and train_set.labels is not None and np.asarray(train_set.labels).ndim == 1 \
-            and train_set.n * run.sae.n_latents > probes.DENSE_LIMIT:  # the paper's scale: sparse top-m codes
-        top_train, top_test = (probes.encode_top(run.sae, part.x, max(ms)) for part in (train_set, test_set))
-        probe = probes.sparse_truncated_probe(top_train, train_set.labels, top_test, test_set.labels, ms)
-        result["probe_by_m"] = {str(m): v for m, v in probe.items()}
-        result["probe_codes"] = "sparse top-m, standardised without centring"
-    elif ms and train_set.labels is not None and np.asarray(train_set.labels).ndim == 1:
-        codes_train, _ = metrics.encode_all(run.sae, train_set.x)
-        codes_test, _ = metrics.encode_all(run.sae, test_set.x)
-        probe = probes.truncated_probe(codes_train, train_set.labels, codes_test, test_set.labels, ms)
-        result["probe_by_m"] = {str(m): v for m, v in probe.items()}
-    elif ms:
-        result["probe_skipped"] = "the data has no single-label classes to probe"
-    result["computed_on"] = {"data": spec, "own_data": spec == spec_of(run.data),
-                             "fingerprint": fingerprint(train_set, test_set), "ks": list(ks), "ms": list(ms or [])}
-    write_json(Path(path) / "evaluation.json", result)
-    return result
-
-
-def saved_evaluation(path: str | os.PathLike, ks: list[int], ms: list[int], data: dict) -> dict | None:
-    """The run's evaluation.json when it was computed on ``data`` (a data spec: the run's own, by
-    default) and covers the k' ``ks`` and the probes ``ms``; else None (compute it again).
-
-    An evaluation.json computed on other data (``evaluate RUN --data OTHER``), written before it
-    recorded its data, or not readable as JSON is never reused (it is derived: computing it again
-    replaces it); a metric that could not be computed (null) reads as NaN.
-    """
-    saved = Path(path) / "evaluation.json"
-    if not saved.is_file():
-        return None
-    try:
-        evaluation = json.loads(saved.read_text())
-    except (ValueError, UnicodeDecodeError):
-        return None
-    basis = evaluation.get("computed_on", {}) if isinstance(evaluation, dict) else {}
-    if basis.get("data") != spec_of(data) or not isinstance(evaluation.get("r2_by_k"), dict):
-        return None
-    covered_k, covered_m = set(basis.get("ks", [])), set(basis.get("ms", []))
-    if not set(ks) <= covered_k or not (set(ms) <= covered_m or "probe_skipped" in evaluation):
-        return None
-    evaluation["r2_by_k"] = nan_for_null(evaluation["r2_by_k"])
-    return evaluation
-
-
-def other_data_note(path: str | os.PathLike, data: dict) -> str | None:
-    """One line when the run's evaluation.json holds an evaluation on data other than ``data``."""
-    saved = Path(path) / "evaluation.json"
-    if not saved.is_file():
-        return None
-    try:
-        other = json.loads(saved.read_text()).get("computed_on", {}).get("data")
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        return None  # a damaged file is simply computed again
-    if other == spec_of(data):
-        return None
-    where = "data it does not record" if other is None else f"other data ({other.get('name')})"
-    return f"{saved} was computed on {where}; evaluating again on {spec_of(data)['name']}"

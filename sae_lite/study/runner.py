@@ -3,11 +3,11 @@ cores), then each run evaluated into one flat row."""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -17,33 +17,35 @@ from threadpoolctl import threadpool_limits
 
 from sae_lite.core.config import TrainConfig
 from sae_lite.data import catalog
+from sae_lite.data.spec import DataSpec, as_spec, data_spec
 from sae_lite.errors import SaeLiteError, show_warning_line
 from sae_lite.evaluation import runs
 from sae_lite.evaluation.runs import Run
 from sae_lite.study.methods import Method
+from sae_lite.study.pipeline import evaluate_run, load_split
 from sae_lite.study.profiles import Profile, active_profile
-from sae_lite.study.results import cached_run, data_spec, evaluate_run, load_split, other_data_note, run_path, saved_evaluation
+from sae_lite.study.results import cached_run, run_path
 
 
-def planted_spec(profile: Profile | None = None, name: str = "planted") -> dict:
+def planted_spec(profile: Profile | None = None, name: str = "planted") -> DataSpec:
     """The data spec of the planted default (or ``planted-signed``) at the profile's size."""
     return data_spec(name, n=(profile or active_profile()).n_planted)
 
 
-def grid_spec(data: str | dict, profile: Profile | None = None) -> dict:
+def grid_spec(data: str | DataSpec | Mapping, profile: Profile | None = None) -> DataSpec:
     """The data spec a grid trains on: ``planted`` and the real data at the profile's size, other
-    names as they are."""
-    if isinstance(data, dict):
-        return data
+    names as they are, a spec (or its JSON form) as it is."""
+    if not isinstance(data, str):
+        return as_spec(data)
     profile = profile or active_profile()
     if data == catalog.REAL:
         return data_spec(data, images=profile.real.images, resolution=profile.real.resolution)
     return planted_spec(profile, data) if data in ("planted", "planted-signed") else data_spec(data)
 
 
-def data_overrides(spec: dict, profile: Profile | None = None) -> dict:
+def data_overrides(spec: DataSpec, profile: Profile | None = None) -> dict:
     """The `TrainConfig` fields a data set fixes: the real data's size of run (`RealData`), else none."""
-    return (profile or active_profile()).real.overrides() if spec["name"] == catalog.REAL else {}
+    return (profile or active_profile()).real.overrides() if spec.name == catalog.REAL else {}
 
 
 class Job(NamedTuple):
@@ -51,12 +53,12 @@ class Job(NamedTuple):
 
     method: Method
     config: TrainConfig
-    spec: dict
+    spec: DataSpec
     k_factors: tuple[float, ...] = (0.25, 0.5, 1, 2, 4)
     probe_ms: tuple[int, ...] = (1, 2, 4, 8)
 
 
-def grid_jobs(data: str | dict, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,
+def grid_jobs(data: str | DataSpec | Mapping, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,
               profile: Profile | None = None, k_factors: tuple[float, ...] = (0.25, 0.5, 1, 2, 4),
               probe_ms: tuple[int, ...] = (1, 2, 4, 8), **overrides) -> list[Job]:
     """Every method x k x seed of a grid on ``data`` as a `Job` (``overrides`` go to every `TrainConfig`)."""
@@ -67,7 +69,7 @@ def grid_jobs(data: str | dict, methods: list[Method], ks: list[int], seeds: tup
             for method in methods for k in ks for seed in (profile.seeds if seeds is None else seeds)]
 
 
-def run_grid(data: str | dict, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,
+def run_grid(data: str | DataSpec | Mapping, methods: list[Method], ks: list[int], seeds: tuple[int, ...] | None = None,
              profile: Profile | None = None, k_factors: tuple[float, ...] = (0.25, 0.5, 1, 2, 4),
              probe_ms: tuple[int, ...] = (1, 2, 4, 8), progress: bool | None = None, **overrides) -> list[dict]:
     """Train (or load from the cache) every method x k x seed and evaluate each run.
@@ -138,10 +140,9 @@ class JobPool:
         """Embed the real data of ``jobs`` once, here, before any worker needs it (call it before the first
         `submit` so that no run trains beside the embedding)."""
         for job in jobs:
-            spec = json.dumps(job.spec, sort_keys=True)
-            if job.spec["name"] == catalog.REAL and spec not in self._specs:
+            if job.spec.name == catalog.REAL and job.spec not in self._specs:
                 load_split(job.spec)
-                self._specs.add(spec)
+                self._specs.add(job.spec)
 
     def _workers(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -197,13 +198,18 @@ def _evaluation_plan(config: TrainConfig, k_factors: tuple[float, ...], probe_ms
 def _done(job: Job, path: Path) -> bool:
     """True when the job's run is trained and evaluated as its row needs (nothing for a worker to do)."""
     ks, ms = _evaluation_plan(job.config, job.k_factors, job.probe_ms)
-    return (path / "metrics.json").is_file() and saved_evaluation(path, sorted(set(ks.values())), ms, job.spec) is not None
+    if not (path / "metrics.json").is_file():
+        return False
+    try:
+        return runs.covers(runs.load_evaluation(path), job.spec, sorted(set(ks.values())), ms)
+    except SaeLiteError:  # a damaged evaluation.json: the job computes it again (and says so)
+        return False
 
 
 def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: tuple[int, ...]) -> dict:
     k = run.config.k
     ks, ms = _evaluation_plan(run.config, k_factors, probe_ms)
-    evaluation = _cached_evaluation(run.path, sorted(set(ks.values())), ms, run.data)
+    evaluation = _cached_evaluation(run.path, sorted(set(ks.values())), ms, run.spec)
     row = {"data": run.data["name"], "method": method.name, "penalty": method.penalty, "weight": method.weight,
            "masked": method.masked, "auxk": method.auxk, "activation": run.config.activation, "k": k,
            "seed": run.config.seed, **run.metrics}
@@ -213,19 +219,18 @@ def _grid_row(run: Run, method: Method, k_factors: tuple[float, ...], probe_ms: 
     return row
 
 
-def _cached_evaluation(path: Path, ks: list[int], ms: list[int], data: dict) -> dict:
+def _cached_evaluation(path: Path, ks: list[int], ms: list[int], data: DataSpec) -> dict:
     """``evaluate_run`` for these k' and m on the run's own ``data``, reusing evaluation.json when it was
-    computed on that data and covers them (`saved_evaluation`). Says so in one line when it holds an
+    computed on that data and covers them (`runs.covers`). Says so in one line when it holds an
     evaluation on other data (``evaluate RUN --data OTHER``) or is damaged; either is replaced."""
-    saved = saved_evaluation(path, ks, ms, data)
-    if saved is not None:
-        return saved
     try:
-        runs.load_evaluation(path)
+        saved = runs.load_evaluation(path)
     except SaeLiteError as error:
         warnings.warn(f"damaged cache entry: {error}; evaluating the run again", stacklevel=2)
     else:
-        note = other_data_note(path, data)
+        if runs.covers(saved, data, ks, ms):
+            return saved
+        note = runs.other_data_note(path, saved, data)
         if note:
             print(note, file=sys.stderr)
     return evaluate_run(path, ks=ks, ms=ms)
