@@ -91,8 +91,7 @@ class Grid:
 
 #: quick/default: the planted data (the lab, with ground truth) and the real data (Fashion-MNIST through
 #: EfficientNet-Lite0) at the book's k = 16, so the runs are shared with the chapters through the cache;
-#: default's three seeds give the spread of every number. (Digits, raw 8x8 pixels, stood in for real
-#: data until the real embeddings came; they left the grid so that chapter 9 runs alone in minutes.)
+#: default's three seeds give the spread of every number.
 SMALL_CELLS = (Cell("planted", "planted", (16,)),
                Cell(catalog.REAL, catalog.REAL, (16,), n_latents=REAL_LATENTS, backbone=catalog.REAL_BACKBONE))
 

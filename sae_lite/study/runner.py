@@ -168,7 +168,8 @@ def parallel_jobs() -> int:
 
 def limit_threads(threads: int) -> None:
     """Let this process use ``threads`` threads, in torch and in the BLAS and OpenMP pools numpy and
-    scikit-learn use (a worker without the BLAS limit made a run 1.5x slower on two busy cores)."""
+    scikit-learn use: without the BLAS limit, every worker's BLAS would start a thread per core and the
+    workers would oversubscribe the cores."""
     torch.set_num_threads(threads)
     threadpool_limits(threads)
 
