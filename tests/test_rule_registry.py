@@ -139,3 +139,19 @@ def test_no_module_outside_the_rules_compares_a_rule_s_name():
              for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert found == []
     assert pattern.search('if config.activation == "soft":') and pattern.search("name == 'abstopk'")  # the check can fail
+
+
+def test_a_run_directory_without_its_rule_gets_one_line(tmp_path, capsys):
+    """A config.json that records no rule (as before rules were configs) is refused, not read as Top-k."""
+    assert main(["train", *FAST, "--activation", "soft", "--out", str(tmp_path / "run")]) == 0
+    config = tmp_path / "run" / "config.json"
+    saved = json.loads(config.read_text())
+    for section in ("train", "sae"):
+        saved[section].pop("rule")
+    config.write_text(json.dumps({**saved, "train": {**saved["train"], "activation": "soft"}}))
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no selection rule is recorded" in err
+    with pytest.raises(SaeLiteError, match="no selection rule"):
+        TrainConfig.from_dict(saved["train"])

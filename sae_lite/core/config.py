@@ -102,6 +102,6 @@ class TrainConfig:
         """Rebuild from `to_dict` output, ignoring shared keys this version does not know."""
         names = {f.name for f in fields(cls)}
         values = {key: value for key, value in values.items() if key in names}
-        if isinstance(values.get("rule"), dict):
-            values["rule"] = rules.from_dict(values["rule"])
-        return cls(**values)
+        if not isinstance(values.get("rule"), dict):
+            raise SaeLiteError("no selection rule is recorded")
+        return cls(**{**values, "rule": rules.from_dict(values["rule"])})

@@ -121,6 +121,8 @@ class SAE(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> SAE:
         """The SAE `SAE.config` describes (untrained)."""
+        if not isinstance(config.get("rule"), dict):
+            raise SaeLiteError("no selection rule is recorded")
         return cls(config["d"], config["n_latents"], config["k"], rules.from_dict(config["rule"]))
 
 
