@@ -9,6 +9,7 @@ again.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import os
 import shutil
@@ -70,11 +71,18 @@ def code_of(source: str | bytes) -> str:
     return ast.dump(without_docstrings(ast.parse(source)))
 
 
+@functools.cache
+def code_digest(source: bytes) -> bytes:
+    """The sha256 of `code_of` ``source``, kept per source text: every run's cache key asks for it,
+    and parsing the result code is far slower than reading it."""
+    return hashlib.sha256(code_of(source).encode()).digest()
+
+
 def source_hash(names: tuple[str, ...]) -> str:
     """A short hash of the code of `source_files` (``names``, see `code_of`), their paths included."""
     digest = hashlib.sha256()
     for path in source_files(names):
-        digest.update(f"{path.relative_to(PACKAGE).as_posix()}\0{code_of(path.read_bytes())}\0".encode())
+        digest.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + code_digest(path.read_bytes()))
     return digest.hexdigest()[:16]
 
 

@@ -207,7 +207,9 @@ MUTATIONS = (
     M("cache key keeps the docstrings", "sae_lite/cache.py",
       "return ast.dump(without_docstrings(ast.parse(source)))", "return ast.dump(ast.parse(source))", ("cache",)),
     M("cache key hashes the raw source, not the tree", "sae_lite/cache.py",
-      "{code_of(path.read_bytes())}", "{path.read_text()}", ("cache",)),
+      "return hashlib.sha256(code_of(source).encode()).digest()", "return hashlib.sha256(source).digest()", ("cache",)),
+    M("the code hash parses every file on every ask", "sae_lite/cache.py",
+      "@functools.cache\ndef code_digest", "def code_digest", ("cache",)),
     M("the test command starts one process per core, uncapped", "conftest.py",
       "return max(1, min(usable_cores(), MAX_TEST_PROCESSES))", "return max(1, usable_cores())", ("setup",)),
 )

@@ -122,3 +122,14 @@ def test_the_key_covers_every_module_a_run_imports():
     outside = sorted(str(p.relative_to(PACKAGE)) for p in seen - covered)
     assert not outside, f"imported by a run but not in the cache key: {outside}"
     assert len(seen) > 15
+
+
+def test_the_key_parses_each_source_text_once(monkeypatch):
+    """Every run's cache key asks for the code hash: a second ask reads the files but parses none."""
+    cache.result_code_hash()
+    parsed = []
+    monkeypatch.setattr(cache, "code_of", lambda source: parsed.append(source) or "")
+    cache.result_code_hash()
+    assert parsed == []
+    cache.code_digest(b"x = 1  # a source text not seen before\n")
+    assert len(parsed) == 1
