@@ -84,7 +84,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                 group._group_actions.append(copy.copy(shared[_flag(field)]))
                 group._group_actions[-1].help = help
                 continue
-            shared[_flag(field)] = _add_option(group, field, f"rule.{field.name}", argparse.SUPPRESS, help)
+            shared[_flag(field)] = _add_option(group, field, f"rule.{_flag(field)}", argparse.SUPPRESS, help)
             shared[_flag(field)].metavar = field.name.upper()
 
 
@@ -92,14 +92,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The `TrainConfig` of parsed options; an option of a rule other than ``--activation``'s is refused."""
     chosen = rules.get(args.activation)
     given = {dest.removeprefix("rule."): value for dest, value in vars(args).items() if dest.startswith("rule.")}
-    own = {field.name for field in fields(chosen)}
-    foreign = sorted(set(given) - own)
+    own = {_flag(field): field.name for field in fields(chosen)}
+    foreign = sorted(set(given) - set(own))
     if foreign:
-        owners = [rule for rule, config in rules.RULES.items() if foreign[0] in {f.name for f in fields(config)}]
-        raise SaeLiteError(f"--{foreign[0].replace('_', '-')} is an option of {', '.join(owners)}, not of "
-                           f"--activation {args.activation}; drop it or choose --activation {owners[0]}")
+        owners = [name for name, config in rules.RULES.items() if foreign[0] in {_flag(f) for f in fields(config)}]
+        raise SaeLiteError(f"--{foreign[0]} is an option of {', '.join(owners)}, not of --activation "
+                           f"{args.activation}; drop it or choose --activation {owners[0]}")
     shared = {field.name: getattr(args, field.name) for field in fields(TrainConfig) if field.name != "rule"}
-    return TrainConfig(**shared, rule=chosen(**given))
+    return TrainConfig(**shared, rule=chosen(**{own[flag]: value for flag, value in given.items()}))
 
 
 class Help(argparse.RawDescriptionHelpFormatter):

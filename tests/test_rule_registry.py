@@ -12,6 +12,7 @@ from sae_lite import SaeLiteError, TrainConfig, train
 from sae_lite.cli import main
 from sae_lite.core import rules
 from sae_lite.core.rules.base import Rule, RuleConfig, Selection, as_weights
+from sae_lite.core.rules.soft_ours import SoftOursConfig
 from sae_lite.core.rules.softsae import SoftSAEConfig
 from sae_lite.evaluation import runs
 
@@ -92,6 +93,14 @@ def test_an_option_of_another_rule_is_refused_in_one_line(registered, tmp_path, 
     assert not (tmp_path / "run").exists()
     assert main(["train", *FAST, "--activation", "batchtopk", "--k-max", "8", "--out", str(tmp_path / "run")]) == 2
     assert "--k-max is an option of soft, soft-ours" in capsys.readouterr().err
+    assert main(["train", *FAST, "--activation", "soft", "--soft-temperature", "0.1", "--out", str(tmp_path / "run")]) == 2
+    assert "--soft-temperature is an option of soft-ours, not of --activation soft" in capsys.readouterr().err
+
+
+def test_a_rule_option_with_its_own_flag_reaches_its_field(tmp_path):
+    argv = ["train", *FAST, "--activation", "soft-ours", "--soft-temperature", "0.2", "--soft-target-weight", "0.3"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    assert runs.load_run(tmp_path / "run").config.rule == SoftOursConfig(temperature=0.2, target_weight=0.3)
 
 
 def test_soft_takes_its_own_options_from_the_command_line(tmp_path, capsys):
