@@ -64,24 +64,37 @@ def monosemanticity(acts, ref) -> Tensor:
         ref: [n, D] a reference embedding of each input.
 
     Returns [N]: for latent j with min-max normalised activations a~ and unit references p_n,
-    MS_j = (||sum_n a~_n p_n||^2 - sum_n a~_n^2) / ((sum_n a~_n)^2 - sum_n a~_n^2), i.e. the
+    MS_j = (||sum_n a~_n p_n||^2 - sum_n a~_n^2 ||p_n||^2) / ((sum_n a~_n)^2 - sum_n a~_n^2), i.e. the
     activation-weighted mean cosine similarity between pairs of distinct inputs; NaN where the
     denominator is 0 (a latent that is constant, or fires on a single input). A zero reference
-    row counts as orthogonal to everything. Cost O(n N D), never O(n^2).
+    row counts as orthogonal to everything. Cost O(nnz(acts) D + N D), never O(n^2): with a~ =
+    (a - low) / span, every sum over n is one of the raw activations' (sparse: Top-k codes are mostly
+    0) shifted by ``low`` times a sum over the references.
     """
-    a, ref = _t(acts), _t(ref)
+    a = acts if isinstance(acts, Tensor) else torch.as_tensor(np.asarray(acts))
+    ref = _t(ref)
     if a.shape[0] != ref.shape[0]:
         raise SaeLiteError(f"acts has {a.shape[0]} rows but ref has {ref.shape[0]}; give one reference per input")
-    low, high = a.min(0).values, a.max(0).values
+    n, n_latents = a.shape
+    low, high = a.min(0).values.double(), a.max(0).values.double()
     span = high - low
-    a = torch.where(span > 0, (a - low) / torch.where(span > 0, span, 1.0), torch.zeros_like(a))
+    scale = torch.where(span > 0, span, 1.0)
     p = ref / ref.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    weighted = a.T @ p                           # [N, D]
-    squares = a.square().sum(0)                  # [N]
-    diagonal = a.square().T @ p.square().sum(1)  # [N]; equals `squares` unless a reference is 0
+    q = p.square().sum(1)                                      # [n]: 1, or 0 for a zero reference
+    rows, cols = a.nonzero(as_tuple=True)
+    values = a[rows, cols].double()
+    by_latent = torch.sparse_coo_tensor(torch.stack([cols, rows]), values, (n_latents, n), check_invariants=False)
+    by_latent_sq = torch.sparse_coo_tensor(torch.stack([cols, rows]), values.square(), (n_latents, n),
+                                           check_invariants=False)
+    total, total_q = by_latent @ torch.ones(n, 1, dtype=torch.float64), by_latent @ q[:, None]    # [N, 1]
+    square, square_q = by_latent_sq @ torch.ones(n, 1, dtype=torch.float64), by_latent_sq @ q[:, None]
+    total, total_q, square, square_q = (v[:, 0] for v in (total, total_q, square, square_q))
+    weighted = (by_latent @ p - low[:, None] * p.sum(0)) / scale[:, None]                # [N, D]: sum_n a~_n p_n
+    squares = (square - 2 * low * total + n * low.square()) / scale.square()             # sum_n a~_n^2
+    diagonal = (square_q - 2 * low * total_q + q.sum() * low.square()) / scale.square()  # sum_n a~_n^2 ||p_n||^2
     numerator = weighted.square().sum(1) - diagonal
-    denominator = a.sum(0).square() - squares
-    ok = denominator > 1e-12
+    denominator = ((total - n * low) / scale).square() - squares
+    ok = (span > 0) & (denominator > 1e-12)
     return torch.where(ok, numerator / torch.where(ok, denominator, 1.0), torch.full_like(numerator, float("nan"))).float()
 
 
@@ -97,7 +110,8 @@ def ms_conventions(acts, ref, inputs) -> dict[str, float]:
     Both use the same per-latent score (`monosemanticity`); MonoLoss adds 1e-8 to the min-max span,
     which changes no defined score here beyond rounding.
     """
-    pach, own = monosemanticity(acts, ref), monosemanticity(acts, inputs)
+    pach = monosemanticity(acts, ref)
+    own = pach if ref is inputs else monosemanticity(acts, inputs)
     return {"ms_pach": _nanmean(pach), "ms_monoloss": float(torch.nan_to_num(own, nan=0.0).mean()),
             "ms_defined": int((~torch.isnan(pach)).sum())}
 
@@ -120,14 +134,14 @@ def class_purity(acts, labels, weighted: bool = False) -> Tensor:
 
     Returns [N]; NaN for a latent that never fires.
     """
-    a = _t(acts)
+    a = acts if isinstance(acts, Tensor) else torch.as_tensor(np.asarray(acts))
     labels = torch.as_tensor(np.asarray(labels)).long()
     if labels.ndim != 1 or labels.shape[0] != a.shape[0]:
         raise SaeLiteError(f"labels must be [n] with n={a.shape[0]} (one class per input), got {tuple(labels.shape)}")
-    fires = (a != 0).double()
-    mass = a.abs() if weighted else fires
-    one_hot = torch.nn.functional.one_hot(labels, int(labels.max()) + 1).double()  # [n, C]
-    per_class = one_hot.T @ mass                                                     # [C, N]
+    rows, cols = (a != 0).nonzero(as_tuple=True)  # counted over the firing entries only: work in k, not N
+    mass = a[rows, cols].double().abs() if weighted else torch.ones(len(rows), dtype=torch.float64)
+    per_class = torch.zeros(int(labels.max()) + 1, a.shape[1], dtype=torch.float64)      # [C, N]
+    per_class.index_put_((labels[rows], cols), mass, accumulate=True)
     total = per_class.sum(0)
     return torch.where(total > 0, per_class.max(0).values / torch.where(total > 0, total, 1.0),
                        torch.full_like(total, float("nan"))).float()
@@ -206,14 +220,18 @@ def budgets(sae: SAE, x, batch_size: int = 4096) -> Tensor:
 
 @torch.no_grad()
 def encode_all(sae: SAE, x, k: int | None = None, batch_size: int = 4096) -> tuple[Tensor, Tensor]:
-    """Codes [n, N] and reconstructions [n, d] of ``x`` at budget ``k``, in batches, on the SAE's device."""
+    """Codes [n, N] and reconstructions [n, d] of ``x`` at budget ``k``, in batches, on the SAE's device.
+
+    Decodes as `SAE.decode` does, from the codes' non-zero entries only (a sparse product: work in k, not N)."""
     device = next(sae.parameters()).device
     codes, x_hat = [], []
     for start in range(0, len(x), batch_size):
         batch = torch.as_tensor(np.asarray(x[start:start + batch_size], np.float32), device=device)
-        out = sae(batch, k)
-        codes.append(out.codes.cpu())
-        x_hat.append(out.x_hat.cpu())
+        if batch.ndim != 2 or batch.shape[1] != sae.d:
+            raise SaeLiteError(f"expected inputs of shape [B, {sae.d}], got {tuple(batch.shape)}")
+        selected = sae.encode(batch, k).codes
+        codes.append(selected.cpu())
+        x_hat.append((torch.sparse.mm(selected.to_sparse(), sae.W_dec) + sae.b_pre).cpu())
     return torch.cat(codes), torch.cat(x_hat)
 
 
