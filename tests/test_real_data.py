@@ -20,7 +20,7 @@ from sae_lite.study.runner import run_grid
 
 INSTALLED = all((fashion_mnist.DEBIAN_DIR / name).is_file() for pair in fashion_mnist.FILES.values() for name in pair)
 needs_real = pytest.mark.skipif(not INSTALLED, reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
-SLICE = RealData(images=60, resolution=32, n_latents=96, steps=30, batch_size=16, lr=1e-3)
+SLICE = RealData(images=60, test_fraction=0.2, resolution=32, n_latents=96, steps=30, batch_size=16, lr=1e-3)
 TINY = replace(PROFILE_SETTINGS["quick"], seeds=(0,), real=SLICE)
 
 

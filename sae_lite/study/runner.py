@@ -39,7 +39,7 @@ def grid_spec(data: str | DataSpec | Mapping, profile: Profile | None = None) ->
         return as_spec(data)
     profile = profile or active_profile()
     if data == catalog.REAL:
-        return data_spec(data, images=profile.real.images, resolution=profile.real.resolution)
+        return data_spec(data, profile.real.test_fraction, images=profile.real.images, resolution=profile.real.resolution)
     return planted_spec(profile, data) if data in ("planted", "planted-signed") else data_spec(data)
 
 
