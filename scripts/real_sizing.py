@@ -9,7 +9,7 @@ store and split are the book's (`sae_lite.study.profiles.RealData` of the profil
 ``SAE_LITE_PROFILE`` says otherwise); the CPU model and the commit are printed first.
 
 With ``--step-time`` it only times a training step of each N and batch instead (one run at a time,
-the median of three timings of 20 steps after 5 to warm up): run it on an otherwise idle machine.
+the median of three timings of 20 steps, a run's set-up left out): run it on an otherwise idle machine.
 
     python scripts/real_sizing.py                                  # the grid below
     python scripts/real_sizing.py --latents 2560 --lrs 1e-3 --steps 500,1000
@@ -72,15 +72,17 @@ def one_setting(setting: tuple[int, float, int, int]) -> dict:
 
 
 def step_time(n_latents: int, batch: int, train_set) -> float:
-    """Median seconds per training step of the baseline at N = ``n_latents`` and ``batch`` (3 timings of 20 steps)."""
+    """Median seconds per training step of the baseline at N = ``n_latents`` and ``batch``: three times
+    the difference between a run of 25 steps and one of 5, over 20 (the set-up of a run cancels)."""
     config = METHODS["baseline"].config(K, n_latents=n_latents, batch_size=batch, backend="sparse", lr=1e-3)
-    train(replace(config, steps=5, log_every=5), train_set, progress=False)  # warm-up
-    times = []
-    for _ in range(3):
+
+    def seconds(steps: int) -> float:
         start = time.perf_counter()
-        train(replace(config, steps=20, log_every=20), train_set, progress=False)
-        times.append((time.perf_counter() - start) / 20)
-    return statistics.median(times)
+        train(replace(config, steps=steps, log_every=steps), train_set, progress=False)
+        return time.perf_counter() - start
+
+    seconds(5)  # warm-up
+    return statistics.median((seconds(25) - seconds(5)) / 20 for _ in range(3))
 
 
 def main() -> None:
