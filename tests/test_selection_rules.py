@@ -8,6 +8,7 @@ import torch
 from sae_lite import SaeLiteError
 from sae_lite.cli import main as cli_main
 from sae_lite.core.config import TrainConfig
+from sae_lite.core.loss import loss_terms
 from sae_lite.core.rules.abstopk import abstopk
 from sae_lite.core.rules.base import Selection
 from sae_lite.core.rules.batchtopk import BatchTopKConfig, batch_threshold, batchtopk
@@ -135,6 +136,34 @@ def test_soft_hard_mode_truncates_k_hat_and_carries_no_gradient():
     assert sel.support.sum(1).tolist() == [1, 3, 6, 12]
     assert torch.equal(sel.codes, pre.detach() * sel.support)
     assert not sel.codes.requires_grad
+
+
+def test_soft_codes_far_below_the_threshold_are_exactly_zero():
+    """The authors' float32 LapSum weight 0.5 e^z underflows to 0 far below t; our tail, capped at
+    e^-80 / 2, must not leave such a unit a code ~1e-35 a that training would count as fired."""
+    pre = torch.tensor([[3.0, 2.0, 1.0, 0.5, 0.2, -1.0], [0.3, 2.5, 0.1, 2.4, 0.05, 0.0]])
+    k_hat = torch.tensor([2.5, 2.5])                              # two units whole, the third at weight 1/2
+    sel = soft(pre, k_hat, temperature=1e-4)
+    used = torch.tensor([[True, True, True, False, False, False], [True, True, False, True, False, False]])
+    assert torch.equal(sel.codes != 0, used)                      # the rest, >= 0.2 below t, exactly 0
+    assert torch.allclose(sel.codes.sum(1), torch.tensor([3 + 2 + 0.5, 2.5 + 2.4 + 0.15]))
+    near = soft(pre, k_hat, temperature=0.05)                     # within the cap the tails stay positive
+    assert torch.equal(near.codes != 0, torch.relu(pre) > 0)
+
+
+def test_soft_training_counts_as_fired_only_the_latents_its_codes_use(small_planted):
+    """The dead-latent counter and AuxK read `LossTerms.fired`: in the soft phase at a small alpha,
+    a latent that no input selects must count as not fired, as in St0pien/SoftSAE."""
+    config = TrainConfig(k=4, n_latents=512, rule="soft")
+    sae = SAE(small_planted.d, 512, 4, "soft")
+    sae.rule.k_target, sae.rule.temperature = 4, 1e-4
+    x = torch.as_tensor(small_planted.x[:4])                       # k_hat ~ 32 of 512 latents each
+    terms = loss_terms(sae, x, config, torch.zeros(512, dtype=torch.bool))
+    out = sae(x)
+    selected, positive = out.support.any(0), (out.acts > 0).any(0)
+    assert torch.equal(terms.fired | selected, terms.fired)        # every selected latent fired
+    assert terms.fired.sum() < selected.sum() + 20 < positive.sum()  # ~120 of the ~480 positive ones
+    assert float(terms.l0) < float(out.budget.max()) + 5          # codes per input ~ k_hat, not ~256
 
 
 def test_soft_k_estimator_has_the_authors_shape_and_initialisation():

@@ -29,7 +29,7 @@ from sae_lite.core.rules.base import (
     check_fraction,
     check_positive,
 )
-from sae_lite.core.rules.lapsum import soft_weights, top_per_row
+from sae_lite.core.rules.lapsum import Z_CAP, soft_weights, top_per_row
 from sae_lite.core.rules.topk import topk
 from sae_lite.errors import SaeLiteError
 
@@ -39,7 +39,10 @@ def soft(pre: Tensor, k: int | Tensor, temperature: float = 1e-4, hard: bool = F
 
     Soft: codes = ReLU(pre) * p with p the LapSum soft top-k weights of scale ``temperature``
     (`sae_lite.core.rules.lapsum`); differentiable in the activations and in k. The support is
-    {a > t} (p > 1/2). Hard: k truncated to an integer, the top-k units of each row, all of it under
+    {a > t} (p > 1/2). A unit more than `Z_CAP` alpha below t codes exactly 0: there the authors'
+    float32 kernel's weight 0.5 e^z underflows to 0 (from z ~ -103), while our capped tail would
+    leave it ~1e-35 a, a code that the trainer would count as fired, hiding it from the dead-latent
+    counter and AuxK. Hard: k truncated to an integer, the top-k units of each row, all of it under
     ``torch.no_grad()`` as in the authors' code, so no gradient reaches the encoder or k through the
     codes (the decoder and b_pre still learn from them).
     """
@@ -50,7 +53,8 @@ def soft(pre: Tensor, k: int | Tensor, temperature: float = 1e-4, hard: bool = F
             support = top_per_row(acts, budget.long())  # .long() truncates, as their estimate_k(x).long()
             return Selection(acts, support, acts * as_weights(support, acts))
     p, t = soft_weights(acts, budget, temperature)
-    return Selection(acts, acts > t[:, None], acts * p)
+    reached = (acts.detach() - t.detach()[:, None]) / temperature > -Z_CAP  # where p is more than a capped tail
+    return Selection(acts, acts > t[:, None], acts * p * as_weights(reached, p))
 
 
 def check_k_max(k_max: int, k: int, n_latents: int) -> None:
