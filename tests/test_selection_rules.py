@@ -14,7 +14,7 @@ from sae_lite.core.rules.base import Selection
 from sae_lite.core.rules.batchtopk import BatchTopKConfig, batch_threshold, batchtopk
 from sae_lite.core.rules.lapsum import cdf_row_sums, laplace_cdf, laplace_pdf, soft_threshold
 from sae_lite.core.rules.soft_ours import SoftOursConfig, soft_ours
-from sae_lite.core.rules.softsae import SoftSAEConfig, soft
+from sae_lite.core.rules.softsae import SoftSAEConfig, schedule_table, soft
 from sae_lite.core.rules.topk import topk
 from sae_lite.core.sae import SAE
 from sae_lite.core.train import make_optimizer, train, train_step
@@ -403,3 +403,14 @@ def test_cli_selects_the_rule_and_refuses_an_unknown_one(tmp_path, capsys):
                      "--out", str(tmp_path / "bad")]) == 2
     assert "activation" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_soft_schedule_table_is_what_on_step_sets():
+    config = SoftSAEConfig(k_anneal=0.3, alpha_anneal=0.2, hard_fraction=0.25)
+    rule = SAE(64, 512, 16, config).rule
+    table = schedule_table(rule.config, 64, 16, 40)
+    for step in range(40):
+        rule.on_step(step, 40)
+        assert (rule.k_target, rule.temperature, rule.hard) == (
+            table["k_target"][step], table["alpha"][step], table["hard"][step])
+    assert schedule_table(config, 64, 16, 40, steps=[0, 39])["step"] == [0, 39]

@@ -64,6 +64,28 @@ def check_k_max(k_max: int, k: int, n_latents: int) -> None:
                            "raise k_max or lower k")
 
 
+def schedule(config: SoftSAEConfig, d: int, k: int, step: int, total: int) -> tuple[int, float, bool]:
+    """(k_t, alpha, hard) at step ``step`` of ``total``, for inputs of dimension ``d`` and budget ``k``.
+
+    k_t = int(d (1 - r) + k r), r = min(step / K, 1), K = k_anneal * total (soft_sae.py
+    ``update_annealed_k``); alpha = (1 - s) + alpha_final s, s = min(step / A, 1), A = alpha_anneal *
+    total (``update_annealed_alpha``); hard from step >= (1 - hard_fraction) * total.
+    """
+    k_steps, alpha_steps = config.k_anneal * total, config.alpha_anneal * total
+    r = min(step / k_steps, 1.0) if k_steps >= 1 else 1.0
+    s = min(step / alpha_steps, 1.0) if alpha_steps >= 1 else 1.0
+    return int(d * (1 - r) + k * r), (1 - s) + config.alpha_final * s, step >= (1 - config.hard_fraction) * total
+
+
+def schedule_table(config: SoftSAEConfig, d: int, k: int, total: int, steps=None) -> dict[str, list]:
+    """`schedule` at each of ``steps`` (default: every step), as columns ``step``, ``k_target``,
+    ``alpha``, ``hard``: what `sae_lite.book.plots.history_with_schedule` draws beside a run's history."""
+    steps = range(total) if steps is None else steps
+    rows = [schedule(config, d, k, int(step), total) for step in steps]
+    return {"step": [int(step) for step in steps], "k_target": [row[0] for row in rows],
+            "alpha": [row[1] for row in rows], "hard": [row[2] for row in rows]}
+
+
 @dataclass(frozen=True)
 class SoftSAEConfig(RuleConfig):
     """SoftSAE's settings: its largest budget and its schedule (defaults: SoftSAE_220.json where it gives them)."""
@@ -112,16 +134,8 @@ class SoftSAE(Rule):
         self.k_target, self.temperature, self.hard = k, config.alpha_final, False
 
     def on_step(self, step: int, total: int) -> None:
-        """k_t = int(d (1 - r) + k r), r = min(step / K, 1), K = k_anneal * total (soft_sae.py
-        ``update_annealed_k``); alpha = (1 - s) + alpha_final s, s = min(step / A, 1), A = alpha_anneal *
-        total (``update_annealed_alpha``); hard from step >= (1 - hard_fraction) * total."""
-        config = self.config
-        self.hard = step >= (1 - config.hard_fraction) * total
-        k_steps, alpha_steps = config.k_anneal * total, config.alpha_anneal * total
-        r = min(step / k_steps, 1.0) if k_steps >= 1 else 1.0
-        s = min(step / alpha_steps, 1.0) if alpha_steps >= 1 else 1.0
-        self.k_target = int(self.d * (1 - r) + self.k * r)
-        self.temperature = (1 - s) + config.alpha_final * s
+        """Set k_t, alpha and the phase of step ``step`` of ``total`` (`schedule`)."""
+        self.k_target, self.temperature, self.hard = schedule(self.config, self.d, self.k, step, total)
 
     def budget(self, x: Tensor, pre: Tensor | None = None) -> Tensor:
         """clamp(k_max * sigmoid(MLP(x)), 1, N - 1) of the centred inputs ``x`` [B, d] (their
