@@ -10,6 +10,11 @@ target k_t linearly from d to k and alpha from 1 to ``alpha_final``, then trains
 ``hard_fraction`` of the steps hard, without the k-loss; inference is hard. The k-loss is
 softplus(mean_b k_hat_b - k_t, beta=5), weight ``k_loss_weight``. The schedule lengths, fractions of
 the run, are ours (their runs are 40000 steps).
+
+alpha is in the units of the activations: their 1e-4 is for CLIP embeddings scaled to unit mean squared
+norm, k = 220 of N = 4096, and we do not rescale the inputs. Where neighbouring activations at the
+threshold lie much further apart than alpha, the soft top-k is all but hard, and the encoder's gradient
+is dominated by the unit at the threshold (its a f / alpha).
 """
 
 from __future__ import annotations
