@@ -114,6 +114,8 @@ MUTATIONS = (
       "        if self.hard:\n            return 0.0\n", "", ("loop",)),
     M("SoftSAE's k_t not annealed from d", "sae_lite/core/rules/softsae.py",
       "self.k_target = int(self.d * (1 - r) + self.k * r)", "self.k_target = self.k", ("loop",)),
+    M("SoftSAE's capped tails code ~1e-35 a, so every positive latent fires", "sae_lite/core/rules/softsae.py",
+      "acts * p * as_weights(reached, p)", "acts * p", ("loop",)),
     M("the command line takes another rule's option", "sae_lite/cli.py",
       "    if foreign:\n", "    if False:\n", ("loop",)),
     # penalties and AuxK

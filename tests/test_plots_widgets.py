@@ -121,3 +121,24 @@ def test_data_and_latent_pictures():
         {"method": "ratio", "weight": w, "r2": 0.9 - w} for w in (0.001, 0.01, 0.1)]
     panels = plots.sweep(sweep, ["r2"], tolerance=0.005)
     assert panels.axes[0].get_xscale() == "log" and panels.axes[0].get_ylabel() == "test R²"
+
+
+def test_history_with_schedule_draws_each_run_the_schedule_and_the_hard_phase():
+    from sae_lite.core.rules.softsae import SoftSAEConfig, schedule_table
+
+    table = schedule_table(SoftSAEConfig(k_anneal=0.1, alpha_anneal=0.1, hard_fraction=0.2), d=64, k=16, total=100)
+    assert table["k_target"][0] == 64 and table["k_target"][10] == table["k_target"][99] == 16
+    assert table["hard"].index(True) == 80 and all(table["hard"][80:])
+    runs = {"α = 1e-4": {"step": [25, 50, 75, 100], "dead": [0, 60, 110, 100]},
+            "α = 1e-2": {"step": [25, 50, 75, 100], "dead": [0, 10, 20, 15]}}
+    ax = plots.history_with_schedule(runs, table, "dead")
+    assert [line.get_label() for line in ax.get_lines()] == list(runs)
+    assert list(ax.get_lines()[1].get_ydata()) == [0, 10, 20, 15]
+    twin = [other for other in ax.figure.axes if other is not ax][0]
+    assert list(twin.get_lines()[0].get_ydata()) == table["k_target"]
+    assert ax.patches and ax.patches[0].get_x() == 80                 # the hard phase, shaded from its first step
+    assert plots.history_with_schedule(runs, table, right="alpha").figure.axes[1].get_yscale() == "log"
+    with pytest.raises(SaeLiteError, match="no column 'l0'"):
+        plots.history_with_schedule(runs, table, "l0")
+    with pytest.raises(SaeLiteError, match="no column 'beta'"):
+        plots.history_with_schedule(runs, table, right="beta")

@@ -8,12 +8,13 @@ import torch
 from sae_lite import SaeLiteError
 from sae_lite.cli import main as cli_main
 from sae_lite.core.config import TrainConfig
+from sae_lite.core.loss import loss_terms
 from sae_lite.core.rules.abstopk import abstopk
 from sae_lite.core.rules.base import Selection
 from sae_lite.core.rules.batchtopk import BatchTopKConfig, batch_threshold, batchtopk
 from sae_lite.core.rules.lapsum import cdf_row_sums, laplace_cdf, laplace_pdf, soft_threshold
 from sae_lite.core.rules.soft_ours import SoftOursConfig, soft_ours
-from sae_lite.core.rules.softsae import SoftSAEConfig, soft
+from sae_lite.core.rules.softsae import SoftSAEConfig, schedule_table, soft
 from sae_lite.core.rules.topk import topk
 from sae_lite.core.sae import SAE
 from sae_lite.core.train import make_optimizer, train, train_step
@@ -135,6 +136,34 @@ def test_soft_hard_mode_truncates_k_hat_and_carries_no_gradient():
     assert sel.support.sum(1).tolist() == [1, 3, 6, 12]
     assert torch.equal(sel.codes, pre.detach() * sel.support)
     assert not sel.codes.requires_grad
+
+
+def test_soft_codes_far_below_the_threshold_are_exactly_zero():
+    """The authors' float32 LapSum weight 0.5 e^z underflows to 0 far below t; our tail, capped at
+    e^-80 / 2, must not leave such a unit a code ~1e-35 a that training would count as fired."""
+    pre = torch.tensor([[3.0, 2.0, 1.0, 0.5, 0.2, -1.0], [0.3, 2.5, 0.1, 2.4, 0.05, 0.0]])
+    k_hat = torch.tensor([2.5, 2.5])                              # two units whole, the third at weight 1/2
+    sel = soft(pre, k_hat, temperature=1e-4)
+    used = torch.tensor([[True, True, True, False, False, False], [True, True, False, True, False, False]])
+    assert torch.equal(sel.codes != 0, used)                      # the rest, >= 0.2 below t, exactly 0
+    assert torch.allclose(sel.codes.sum(1), torch.tensor([3 + 2 + 0.5, 2.5 + 2.4 + 0.15]))
+    near = soft(pre, k_hat, temperature=0.05)                     # within the cap the tails stay positive
+    assert torch.equal(near.codes != 0, torch.relu(pre) > 0)
+
+
+def test_soft_training_counts_as_fired_only_the_latents_its_codes_use(small_planted):
+    """The dead-latent counter and AuxK read `LossTerms.fired`: in the soft phase at a small alpha,
+    a latent that no input selects must count as not fired, as in St0pien/SoftSAE."""
+    config = TrainConfig(k=4, n_latents=512, rule="soft")
+    sae = SAE(small_planted.d, 512, 4, "soft")
+    sae.rule.k_target, sae.rule.temperature = 4, 1e-4
+    x = torch.as_tensor(small_planted.x[:4])                       # k_hat ~ 32 of 512 latents each
+    terms = loss_terms(sae, x, config, torch.zeros(512, dtype=torch.bool))
+    out = sae(x)
+    selected, positive = out.support.any(0), (out.acts > 0).any(0)
+    assert torch.equal(terms.fired | selected, terms.fired)        # every selected latent fired
+    assert terms.fired.sum() < selected.sum() + 20 < positive.sum()  # ~120 of the ~480 positive ones
+    assert float(terms.l0) < float(out.budget.max()) + 5          # codes per input ~ k_hat, not ~256
 
 
 def test_soft_k_estimator_has_the_authors_shape_and_initialisation():
@@ -374,3 +403,14 @@ def test_cli_selects_the_rule_and_refuses_an_unknown_one(tmp_path, capsys):
                      "--out", str(tmp_path / "bad")]) == 2
     assert "activation" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_soft_schedule_table_is_what_on_step_sets():
+    config = SoftSAEConfig(k_anneal=0.3, alpha_anneal=0.2, hard_fraction=0.25)
+    rule = SAE(64, 512, 16, config).rule
+    table = schedule_table(rule.config, 64, 16, 40)
+    for step in range(40):
+        rule.on_step(step, 40)
+        assert (rule.k_target, rule.temperature, rule.hard) == (
+            table["k_target"][step], table["alpha"][step], table["hard"][step])
+    assert schedule_table(config, 64, 16, 40, steps=[0, 39])["step"] == [0, 39]

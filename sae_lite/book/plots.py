@@ -28,6 +28,7 @@ LABELS = {
     "p": "soft weight p_j", "temperature": "temperature α", "opposite_pairs": "pairs of opposite atoms (cos < −0.9)",
     "one_latent": "signed atoms covered by one latent", "pair": "signed atoms covered by an opposite pair",
     "budget_rank_corr": "Spearman ρ(budget, true active atoms)",
+    "k_target": "budget target k_t", "alpha": "soft top-k scale α",
 }
 
 
@@ -104,6 +105,39 @@ def history(rows: list[dict], y: str = "dead", by: str = "method", ax=None, titl
     ax = band(history_rows(rows, keep=(by,)), "step", y, by=by, ax=ax, title=title)
     for line in ax.get_lines():
         line.set_marker("")
+    return ax
+
+
+def history_with_schedule(histories: dict[str, dict], schedule: dict[str, list], y: str = "dead",
+                          right: str = "k_target", ax=None, title: str | None = None):
+    """``y`` (a history column: dead, fvu, l0, ...) of each run in ``histories`` (label -> its training
+    history) over the steps, against a rule's ``schedule`` (columns ``step``, ``right`` and, when it
+    has a hard phase, ``hard``; e.g. `sae_lite.core.rules.softsae.schedule_table`): ``right`` on a
+    second axis (log-scaled for ``alpha``), the hard phase shaded."""
+    import matplotlib.pyplot as plt
+
+    if right not in schedule or "step" not in schedule:
+        raise SaeLiteError(f"the schedule has no column {right!r} (it has {', '.join(schedule)})")
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    for i, (name, run) in enumerate(histories.items()):
+        if y not in run:
+            raise SaeLiteError(f"the history of {name!r} has no column {y!r} (it has {', '.join(run)})")
+        ax.plot(run["step"], run[y], label=name, color=PALETTE[i % len(PALETTE)])
+    hard = [step for step, on in zip(schedule["step"], schedule.get("hard", ())) if on]
+    if hard:
+        ax.axvspan(min(hard), max(hard) + 1, color="0.85", alpha=0.6, label="hard phase")
+    twin = ax.twinx()
+    twin.plot(schedule["step"], schedule[right], color="0.4", linestyle="--", label=label(right))
+    if right == "alpha":
+        twin.set_yscale("log")
+    twin.set_ylabel(label(right))
+    ax.set_xlabel(label("step"))
+    ax.set_ylabel(label(y))
+    lines = ax.get_legend_handles_labels(), twin.get_legend_handles_labels()
+    ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], fontsize="small")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
     return ax
 
 

@@ -12,6 +12,9 @@ import math
 import torch
 from torch import Tensor
 
+#: The cap on |z| in the Laplace tails (`laplace_pdf`): e^-80 / 2 ~ 9e-36, a weight that never reaches 0.
+Z_CAP = 80.0
+
 
 def laplace_cdf(z: Tensor) -> Tensor:
     """F(z) = e^z / 2 for z < 0, 1 - e^-z / 2 for z >= 0 (the CDF of a unit Laplace variable).
@@ -28,10 +31,11 @@ def laplace_cdf(z: Tensor) -> Tensor:
 def laplace_pdf(z: Tensor) -> Tensor:
     """f(z) = e^-|z| / 2, the derivative of `laplace_cdf`.
 
-    |z| is capped at 80 (e^-80 ~ 2e-35, still a normal float32): at a small temperature most |z| are
-    huge, and an exp that underflows into subnormal numbers is slow on a CPU.
+    |z| is capped at `Z_CAP` = 80 (e^-80 ~ 2e-35, still a normal float32): at a small temperature most
+    |z| are huge, and an exp that underflows into subnormal numbers is slow on a CPU. So no weight is
+    ever exactly 0 (`sae_lite.core.rules.softsae.soft` zeroes the capped ones).
     """
-    return 0.5 * torch.exp(-z.abs().clamp_max(80.0))
+    return 0.5 * torch.exp(-z.abs().clamp_max(Z_CAP))
 
 
 def soft_threshold(acts: Tensor, k_hat: Tensor, temperature: float, iters: int = 24) -> Tensor:
@@ -65,7 +69,7 @@ def cdf_row_sums(acts: Tensor, t: Tensor, temperature: float, work: tuple[Tensor
     z, upper, cdf = work
     torch.sub(acts, t[:, None], out=z).div_(temperature)
     torch.ge(z, 0, out=upper)
-    tail = z.abs_().clamp_max_(80.0).neg_().exp_().mul_(0.5)  # `laplace_pdf`
+    tail = z.abs_().clamp_max_(Z_CAP).neg_().exp_().mul_(0.5)  # `laplace_pdf`
     return torch.lerp(tail, torch.neg(tail, out=cdf).add_(1), upper, out=cdf).sum(1)
 
 

@@ -10,6 +10,11 @@ target k_t linearly from d to k and alpha from 1 to ``alpha_final``, then trains
 ``hard_fraction`` of the steps hard, without the k-loss; inference is hard. The k-loss is
 softplus(mean_b k_hat_b - k_t, beta=5), weight ``k_loss_weight``. The schedule lengths, fractions of
 the run, are ours (their runs are 40000 steps).
+
+alpha is in the units of the activations: their 1e-4 is for CLIP embeddings scaled to unit mean squared
+norm, k = 220 of N = 4096, and we do not rescale the inputs. Where neighbouring activations at the
+threshold lie much further apart than alpha, the soft top-k is all but hard, and the encoder's gradient
+is dominated by the unit at the threshold (its a f / alpha).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from sae_lite.core.rules.base import (
     check_fraction,
     check_positive,
 )
-from sae_lite.core.rules.lapsum import soft_weights, top_per_row
+from sae_lite.core.rules.lapsum import Z_CAP, soft_weights, top_per_row
 from sae_lite.core.rules.topk import topk
 from sae_lite.errors import SaeLiteError
 
@@ -39,7 +44,10 @@ def soft(pre: Tensor, k: int | Tensor, temperature: float = 1e-4, hard: bool = F
 
     Soft: codes = ReLU(pre) * p with p the LapSum soft top-k weights of scale ``temperature``
     (`sae_lite.core.rules.lapsum`); differentiable in the activations and in k. The support is
-    {a > t} (p > 1/2). Hard: k truncated to an integer, the top-k units of each row, all of it under
+    {a > t} (p > 1/2). A unit more than `Z_CAP` alpha below t codes exactly 0: there the authors'
+    float32 kernel's weight 0.5 e^z underflows to 0 (from z ~ -103), while our capped tail would
+    leave it ~1e-35 a, a code that the trainer would count as fired, hiding it from the dead-latent
+    counter and AuxK. Hard: k truncated to an integer, the top-k units of each row, all of it under
     ``torch.no_grad()`` as in the authors' code, so no gradient reaches the encoder or k through the
     codes (the decoder and b_pre still learn from them).
     """
@@ -50,7 +58,8 @@ def soft(pre: Tensor, k: int | Tensor, temperature: float = 1e-4, hard: bool = F
             support = top_per_row(acts, budget.long())  # .long() truncates, as their estimate_k(x).long()
             return Selection(acts, support, acts * as_weights(support, acts))
     p, t = soft_weights(acts, budget, temperature)
-    return Selection(acts, acts > t[:, None], acts * p)
+    reached = (acts.detach() - t.detach()[:, None]) / temperature > -Z_CAP  # where p is more than a capped tail
+    return Selection(acts, acts > t[:, None], acts * p * as_weights(reached, p))
 
 
 def check_k_max(k_max: int, k: int, n_latents: int) -> None:
@@ -58,6 +67,28 @@ def check_k_max(k_max: int, k: int, n_latents: int) -> None:
     if not isinstance(k_max, int) or not k <= k_max < n_latents:
         raise SaeLiteError(f"k_max must be an integer with k={k} <= k_max < n_latents={n_latents}, got {k_max!r}; "
                            "raise k_max or lower k")
+
+
+def schedule(config: SoftSAEConfig, d: int, k: int, step: int, total: int) -> tuple[int, float, bool]:
+    """(k_t, alpha, hard) at step ``step`` of ``total``, for inputs of dimension ``d`` and budget ``k``.
+
+    k_t = int(d (1 - r) + k r), r = min(step / K, 1), K = k_anneal * total (soft_sae.py
+    ``update_annealed_k``); alpha = (1 - s) + alpha_final s, s = min(step / A, 1), A = alpha_anneal *
+    total (``update_annealed_alpha``); hard from step >= (1 - hard_fraction) * total.
+    """
+    k_steps, alpha_steps = config.k_anneal * total, config.alpha_anneal * total
+    r = min(step / k_steps, 1.0) if k_steps >= 1 else 1.0
+    s = min(step / alpha_steps, 1.0) if alpha_steps >= 1 else 1.0
+    return int(d * (1 - r) + k * r), (1 - s) + config.alpha_final * s, step >= (1 - config.hard_fraction) * total
+
+
+def schedule_table(config: SoftSAEConfig, d: int, k: int, total: int, steps=None) -> dict[str, list]:
+    """`schedule` at each of ``steps`` (default: every step), as columns ``step``, ``k_target``,
+    ``alpha``, ``hard``: what `sae_lite.book.plots.history_with_schedule` draws beside a run's history."""
+    steps = range(total) if steps is None else steps
+    rows = [schedule(config, d, k, int(step), total) for step in steps]
+    return {"step": [int(step) for step in steps], "k_target": [row[0] for row in rows],
+            "alpha": [row[1] for row in rows], "hard": [row[2] for row in rows]}
 
 
 @dataclass(frozen=True)
@@ -108,16 +139,8 @@ class SoftSAE(Rule):
         self.k_target, self.temperature, self.hard = k, config.alpha_final, False
 
     def on_step(self, step: int, total: int) -> None:
-        """k_t = int(d (1 - r) + k r), r = min(step / K, 1), K = k_anneal * total (soft_sae.py
-        ``update_annealed_k``); alpha = (1 - s) + alpha_final s, s = min(step / A, 1), A = alpha_anneal *
-        total (``update_annealed_alpha``); hard from step >= (1 - hard_fraction) * total."""
-        config = self.config
-        self.hard = step >= (1 - config.hard_fraction) * total
-        k_steps, alpha_steps = config.k_anneal * total, config.alpha_anneal * total
-        r = min(step / k_steps, 1.0) if k_steps >= 1 else 1.0
-        s = min(step / alpha_steps, 1.0) if alpha_steps >= 1 else 1.0
-        self.k_target = int(self.d * (1 - r) + self.k * r)
-        self.temperature = (1 - s) + config.alpha_final * s
+        """Set k_t, alpha and the phase of step ``step`` of ``total`` (`schedule`)."""
+        self.k_target, self.temperature, self.hard = schedule(self.config, self.d, self.k, step, total)
 
     def budget(self, x: Tensor, pre: Tensor | None = None) -> Tensor:
         """clamp(k_max * sigmoid(MLP(x)), 1, N - 1) of the centred inputs ``x`` [B, d] (their
