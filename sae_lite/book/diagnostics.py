@@ -4,6 +4,9 @@
 largest code sits on the single most common latent. A value near 1 means a dense, shared latent
 carries the top activation of almost every input, so a top-1 probe sees almost no class information.
 
+`rank_gap` measures how far apart an input's k-th and (k+1)-th activations lie: the scale a soft
+top-k's temperature is compared with (chapter 8).
+
 `sample_latents` picks the latents a chapter shows as image grids: at random among the live ones
 (seeded), so that the grids are a fair sample and not the best-looking latents.
 """
@@ -37,3 +40,15 @@ def sample_latents(codes, m: int, seed: int = 0, min_inputs: int = 8) -> list[in
     live = np.flatnonzero(fires >= min_inputs)
     chosen = np.random.default_rng(seed).choice(live, size=min(m, len(live)), replace=False)
     return sorted(int(j) for j in chosen)
+
+
+@torch.no_grad()
+def rank_gap(sae, x, k: int, batch_size: int = 4096) -> np.ndarray:
+    """[n]: for each input of ``x`` [n, d], ReLU(pre) at rank ``k`` minus ReLU(pre) at rank k + 1 (sorted
+    in decreasing order): the gap a selection of k units has to cut through."""
+    gaps = []
+    for start in range(0, len(x), batch_size):
+        batch = torch.as_tensor(np.asarray(x[start:start + batch_size], np.float32))
+        top = torch.relu(sae.pre_activations(batch)).topk(k + 1, dim=1).values
+        gaps.append((top[:, k - 1] - top[:, k]).numpy())
+    return np.concatenate(gaps)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 
+from sae_lite.core.rules.softsae import SoftSAEConfig
 from sae_lite.data.catalog import REAL
 from sae_lite.data.spec import DataSpec
 from sae_lite.errors import SaeLiteError
@@ -133,6 +134,14 @@ def soft_variants(profile: Profile | None = None) -> list[dict]:
     """Our own SoftSAE variant (``softsae-ours``) on ``planted`` at `K`, to set beside the authors'
     (``softsae`` in `adaptive`) in chapter 8; no probes."""
     return run_grid("planted", [METHODS["softsae-ours"]], [K], profile=profile, progress=False, probe_ms=())
+
+
+def soft_alphas(alphas: tuple[float, ...] = (1e-3, 1e-2), profile: Profile | None = None) -> list[dict]:
+    """SoftSAE (the authors' rule) on ``planted`` at `K`, every seed, with its final temperature
+    ``alpha_final`` at each of ``alphas`` instead of their 1e-4 (chapter 8); no probes. Each row's
+    method is ``softsae, alpha <value>``."""
+    chosen = [Method(f"softsae, alpha {alpha:g}", rule=SoftSAEConfig(alpha_final=alpha)) for alpha in alphas]
+    return run_grid("planted", chosen, [K], profile=profile, progress=False, probe_ms=())
 
 
 def matched_k(rows: list[dict], method: str = "softsae") -> int:

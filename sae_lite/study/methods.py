@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from sae_lite.core.config import TrainConfig
+from sae_lite.core.rules.base import RuleConfig
 from sae_lite.study.profiles import Profile, active_profile
 
 #: Default penalty weights of `METHODS` (and of ``train --weight``'s examples). The book and
@@ -15,7 +16,7 @@ PENALTY_WEIGHTS = {"offsupport": 0.01, "ratio": 0.01}
 
 @dataclass(frozen=True)
 class Method:
-    """A named training recipe: a selection rule (its name in `sae_lite.core.rules`, at its defaults)
+    """A named training recipe: a selection rule (its name in `sae_lite.core.rules`, at its defaults, or its config)
     and a regularizer, applied at any training k."""
 
     name: str
@@ -23,7 +24,7 @@ class Method:
     weight: float = 0.0
     masked: bool = True
     auxk: bool = True
-    rule: str = "topk"
+    rule: str | RuleConfig = "topk"  # a rule's name (its defaults) or its config
 
     def config(self, k: int, seed: int = 0, profile: Profile | None = None, **overrides) -> TrainConfig:
         """The `TrainConfig` of this method at training budget ``k`` under ``profile``; ``overrides`` go to
