@@ -150,3 +150,15 @@ def test_a_chapter_trains_only_the_sweeps_of_the_penalties_it_shows(monkeypatch)
     calls.clear()
     grids.baseline()
     assert all(set(names) == {"baseline"} for _, names, _ in calls)   # the baseline needs no sweep at all
+
+
+def test_soft_alphas_trains_the_authors_rule_at_each_final_temperature(monkeypatch):
+    asked = []
+    monkeypatch.setattr(grids, "run_grid", lambda data, methods, ks, **kw: asked.append((data, methods, ks, kw)) or [])
+    grids.soft_alphas((1e-3, 1e-2))
+    (data, methods, ks, kw), = asked
+    assert data == "planted" and ks == [grids.K] and kw["probe_ms"] == ()
+    configs = [m.config(grids.K) for m in methods]
+    assert [c.rule.name for c in configs] == ["soft", "soft"]
+    assert [c.rule.alpha_final for c in configs] == [1e-3, 1e-2]
+    assert [m.name for m in methods] == ["softsae, alpha 0.001", "softsae, alpha 0.01"]
