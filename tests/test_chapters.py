@@ -57,3 +57,56 @@ def test_the_notebook_is_committed_without_outputs_and_installs_the_package_firs
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert all(not cell.outputs and cell.execution_count is None for cell in code)
     assert 'find_spec("sae_lite") is None' in code[0].source and "%pip install" in code[0].source
+
+
+def structure(text: str) -> list[str]:
+    """What a chapter's source lacks of a textbook chapter (empty when it has it all)."""
+    missing = []
+    if ":::{admonition} Learning objectives" not in text:
+        missing.append("learning objectives")
+    if "boxes.show_takeaway(" not in text.split("## What to take away", 1)[-1] or "## What to take away" not in text:
+        missing.append("a closing 'What to take away' box")
+    exercises = text.count("**Exercise ")
+    hidden = text.count(":::{admonition} Solution\n:class: dropdown")
+    if exercises == 0:
+        missing.append("exercises")
+    if hidden < exercises:
+        missing.append(f"a hidden solution for each exercise ({hidden} of {exercises})")
+    return missing
+
+
+#: Lab-notebook text that does not belong in a chapter: how the code came about, not what it teaches.
+LAB_NOTEBOOK = {
+    "an issue number": r"(?i)\bissues? #?\d+\b",
+    "a source line number": r"\bL\d{2,}(-\d+)?\b",  # L74-90; not the L1 penalty or the L0 count
+    "a commit hash": r"(?i)\bcommit [0-9a-f]{7,40}\b",
+    "the text we could read": r"(?i)text we could read",
+    "an earlier variant's story": r"(?i)\bour earlier variant\b",
+    "a build machine's path": r"/(work|home|root|tmp)/[\w.-]+/",
+}
+
+
+def lab_notebook(text: str) -> list[str]:
+    import re
+
+    return [name for name, pattern in LAB_NOTEBOOK.items() if re.search(pattern, text)]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_chapter_teaches_as_a_textbook_chapter(source):
+    text = source.read_text()
+    assert structure(text) == []
+    assert lab_notebook(text) == []
+
+
+def test_a_chapter_without_its_parts_or_with_lab_notebook_text_is_caught():
+    text = SOURCES[1].read_text()
+    assert structure(text) == [] and lab_notebook(text) == []
+    no_box = text.replace("boxes.show_takeaway(", "print(")
+    assert structure(no_box) == ["a closing 'What to take away' box"]
+    shown = text.replace(":::{admonition} Solution\n:class: dropdown", ":::{admonition} Solution\n:class: note", 1)
+    assert structure(shown)[0].startswith("a hidden solution for each exercise")
+    assert structure(text.replace(":::{admonition} Learning objectives", ":::{note}")) == ["learning objectives"]
+    for planted in ("as the notes of issue 16 say", "(`soft_sae.py` L74-90)", "the text we could read",
+                    "at commit 2fecc3b", "in /work/main/.cache/runs"):
+        assert lab_notebook(text + planted), planted

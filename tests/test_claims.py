@@ -132,3 +132,14 @@ def test_a_box_without_results_is_refused():
     rows = [r for r in probing_rows([0.6] * 3, [0.6] * 3, [0.6] * 3) if r["method"] != "ratio"]
     with pytest.raises(ValueError, match="no claim could be judged"):
         boxes.box(evaluate_claims(rows, PROBING))
+
+
+def test_the_takeaway_box_gives_its_points_and_each_verdict_measured():
+    [result] = evaluate_claims(probing_rows([0.6, 0.61, 0.59], [0.6] * 3, [0.6, 0.62, 0.6]), PROBING)
+    text = boxes.takeaway(["Top-k fixes the budget.", "R² grows with k."], [result])
+    assert text.startswith(":::{admonition} What to take away") and text.rstrip().endswith(":::")
+    assert "- Top-k fixes the budget.\n- R² grows with k." in text
+    assert f"- `{result['claim']}` on `{result['data']}`: **{claims.verdict_text(result)}**" in text
+    assert "Measured in this build" not in boxes.takeaway(["one point"])
+    with pytest.raises(ValueError, match="at least one point"):
+        boxes.takeaway([])

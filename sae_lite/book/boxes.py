@@ -1,8 +1,9 @@
-"""The chapters' claim boxes: a claim's verdict and its parts as a MyST admonition, shown in a notebook."""
+"""The chapters' boxes, as MyST admonitions shown in a notebook: a claim's verdict and its parts (`box`), what
+was measured (`measured_markdown`), and the "What to take away" box that ends every chapter (`takeaway`)."""
 
 from __future__ import annotations
 
-from sae_lite.study.claims import to_markdown
+from sae_lite.study.claims import to_markdown, verdict_text
 from sae_lite.study.stats import plus_minus
 
 
@@ -38,3 +39,22 @@ def show_measured(summary: dict, title: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(measured_markdown(summary, title)))
+
+
+def takeaway(points: list[str], results: list[dict] = ()) -> str:
+    """The "What to take away" box that ends a chapter: its fixed ``points``, then each claim of ``results``
+    (`sae_lite.study.claims.evaluate_claims`) with the verdict this build measured on each data set."""
+    if not points:
+        raise ValueError("a take-away box needs at least one point")
+    lines = [f"- {point}" for point in points]
+    if results:
+        lines += ["", "Measured in this build:", ""]
+        lines += [f"- `{r['claim']}` on `{r['data']}`: **{verdict_text(r)}**" for r in results]
+    return ":::{admonition} What to take away\n:class: tip\n\n" + "\n".join(lines) + "\n:::\n"
+
+
+def show_takeaway(points: list[str], results: list[dict] = ()) -> None:
+    """Display the `takeaway` box in a notebook."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(takeaway(points, results)))
