@@ -45,3 +45,21 @@ def test_accuracy_standard_error_and_bad_input():
         noise.bootstrap_se(codes, ref[:10], labels)
     with pytest.raises(SaeLiteError, match="draws"):
         noise.bootstrap_se(codes, ref, labels, draws=1)
+
+
+def test_chance_levels_sit_below_the_scores_of_codes_that_follow_the_classes():
+    codes, ref, labels = codes_and_labels(2000)
+    chance = noise.chance_levels(codes, ref, labels)
+    measured = {"ms_mean": float(torch.nanmean(metrics.monosemanticity(codes, ref))),
+                "purity_mean": float(torch.nanmean(metrics.class_purity(codes, labels)))}
+    for metric in ("ms_mean", "purity_mean"):
+        assert chance[metric] < measured[metric] - 0.05, metric
+    # three balanced classes: a latent that fires on many inputs is about 1/3 pure by chance
+    assert chance["purity_mean"] == pytest.approx(1 / 3, abs=0.05)
+    assert noise.chance_levels(codes, ref, labels, seed=2) == noise.chance_levels(codes, ref, labels, seed=2)
+
+
+def test_chance_levels_without_labels_give_ms_only():
+    codes, ref, _ = codes_and_labels(200)
+    chance = noise.chance_levels(codes, ref, None, draws=2)
+    assert np.isfinite(chance["ms_mean"]) and np.isnan(chance["purity_mean"])

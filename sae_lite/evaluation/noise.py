@@ -1,4 +1,11 @@
-"""How much of a metric is the test set's noise: its standard error from resampling the test inputs.
+"""What a metric reads without signal, and how much of it is the test set's noise.
+
+Chance levels (`chance_levels`): the mean MS and class purity that the same codes score when their
+link to the inputs is broken: the reference embeddings (for MS) or the labels (for purity) shuffled
+across the test inputs. A latent that fires on few inputs is "pure" by chance, and on non-negative
+embeddings every cosine is positive, so neither score starts at 0.
+
+Standard errors (`bootstrap_se`, `accuracy_se`): how much of a metric is the test set's noise.
 
 The claims judge differences over seeds (`sae_lite.study.stats`); every seed is measured on the same
 test set, so this noise is the part a larger test set removes. Bootstrap: draw the test inputs with
@@ -16,6 +23,23 @@ from torch import Tensor
 
 from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation.metrics import class_purity, monosemanticity
+
+
+def chance_levels(codes: Tensor, ref, labels, draws: int = 5, seed: int = 0) -> dict[str, float]:
+    """Mean MS (``ms_mean``, against ``ref`` [n, D]) and mean class purity (``purity_mean``) of ``codes``
+    [n, N] with the rows of ``ref`` and the ``labels`` [n] shuffled across the inputs, averaged over
+    ``draws`` seeded shuffles. Without labels (None), purity is NaN."""
+    ref, has_labels = np.asarray(ref), labels is not None
+    labels = np.asarray(labels) if has_labels else np.zeros(len(codes), np.int64)
+    if not len(codes) == len(ref) == len(labels):
+        raise SaeLiteError(f"codes, ref and labels need one row per test input; got {len(codes)}, {len(ref)}, {len(labels)}")
+    generator = np.random.default_rng(seed)
+    ms, purity = [], []
+    for _ in range(draws):
+        order = generator.permutation(len(codes))
+        ms.append(float(torch.nanmean(monosemanticity(codes, ref[order]))))
+        purity.append(float(torch.nanmean(class_purity(codes, labels[order]))))
+    return {"ms_mean": float(np.mean(ms)), "purity_mean": float(np.mean(purity)) if has_labels else float("nan")}
 
 
 def bootstrap_se(codes: Tensor, ref, labels, draws: int = 20, seed: int = 0) -> dict[str, float]:
