@@ -25,10 +25,11 @@ LABELS = {
     "method": "method", "loss": "training loss", "penalty": "penalty", "auxk": "AuxK",
     "penalty_loss": "penalty term", "auxk_loss": "AuxK term", "variant": "variant",
     "u": "u = Dᵀ(x − b)", "z": "z = prox(u)", "lam": "λ (Top-k/AbsTopK: τ = √(2λ))", "rank": "rank j of the activation",
-    "p": "soft weight p_j", "temperature": "temperature α", "opposite_pairs": "pairs of opposite atoms (cos < −0.9)",
+    "p": "soft weight p_j", "temperature": "temperature τ", "opposite_pairs": "pairs of opposite atoms (cos < −0.9)",
     "one_latent": "signed atoms covered by one latent", "pair": "signed atoms covered by an opposite pair",
     "budget_rank_corr": "Spearman ρ(budget, true active atoms)",
-    "k_target": "budget target k_t", "alpha": "soft top-k scale α",
+    "k_target": "budget target k_t", "alpha": "soft top-k temperature τ",
+    "share": "activation / the input's largest", "gradient": "penalty gradient ∂P/∂a_j",
 }
 
 
@@ -368,3 +369,28 @@ def budget_vs_truth(budgets: dict, n_active: np.ndarray, max_active: int = 20):
     axes[0][0].legend(fontsize="x-small")
     fig.tight_layout()
     return fig
+
+
+def penalty_gradients(profile: dict[str, dict], k: int, ax=None, title: str | None = None):
+    """The gradient of each penalty on one input's units, by rank of activation: ``profile`` maps a
+    penalty to `sae_lite.book.diagnostics.penalty_gradient` (rank, gradient, selected, in_batch).
+    Units Top-k selected are filled, the others hollow; the dotted line is rank k."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(7, 3.8))[1]
+    for i, (name, g) in enumerate(profile.items()):
+        colour = METHOD_COLOURS.get(name, PALETTE[i % len(PALETTE)])
+        rank, grad, selected = np.asarray(g["rank"]), np.asarray(g["gradient"]), np.asarray(g["selected"], bool)
+        ax.plot(rank, grad, color=colour, alpha=0.5, linewidth=1)
+        ax.scatter(rank[selected], grad[selected], color=colour, s=18, label=f"{label(name)}: selected")
+        ax.scatter(rank[~selected], grad[~selected], facecolors="none", edgecolors=colour, s=18,
+                   label=f"{label(name)}: not selected")
+    ax.axvline(k + 0.5, color="0.5", linestyle=":")
+    ax.axhline(0, color="0.7", linewidth=0.8)
+    ax.set_xlabel(label("rank"))
+    ax.set_ylabel(label("gradient"))
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return ax
