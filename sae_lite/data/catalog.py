@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
+
+import torch
 
 from sae_lite.cache import cache_dir, entry_lock, set_aside, source_hash
 from sae_lite.data import fashion_mnist
@@ -71,7 +74,12 @@ def fashion_mnist_store(images: int, resolution: int, seed: int = 0) -> Path:
                 return path
             except SaeLiteError as error:
                 set_aside(path, error)
-        embed_images(REAL_BACKBONE, source, path, resolution=resolution, overwrite=True, progress=False)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        try:  # the backbone on every core this process may use (a grid embeds before its workers start)
+            embed_images(REAL_BACKBONE, source, path, resolution=resolution, overwrite=True, progress=False)
+        finally:
+            torch.set_num_threads(threads)
     return path
 
 
