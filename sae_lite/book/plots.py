@@ -1,4 +1,5 @@
-"""Matplotlib figures of the book: means over seeds with a ± one standard deviation band.
+"""The book's figures: means over seeds with a ± one standard deviation band (seaborn draws the
+statistical ones, matplotlib the rest).
 
 Every function draws: it takes the flat rows of `sae_lite.study.runner.run_grid` (or rows made from
 them by `sae_lite.book.rows`), labels its axes with `label`, and returns the matplotlib Axes (or
@@ -57,14 +58,22 @@ def label(name: str) -> str:
 
 def band(rows: list[dict], x: str, y: str, by: str | None = "method", ax=None, logx: bool = False,
          title: str | None = None):
-    """Line of the mean of ``y`` against ``x`` per group ``by``, with a ± std band over seeds."""
+    """Line of the mean of ``y`` against ``x`` per group ``by``, with a ± std band over seeds (seaborn's
+    estimator: the mean and the standard deviation, ddof 1, of the rows at each point)."""
     import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
 
     ax = ax or plt.subplots(figsize=(6, 4))[1]
-    stats = mean_std(rows, x, y, by)
-    for group, (xs, means, stds, n) in stats.items():
-        line, = ax.plot(xs, means, marker="o", label=f"{group} (n={n})", color=colour(group, list(stats)))
-        ax.fill_between(xs, means - stds, means + stds, color=line.get_color(), alpha=0.2)
+    stats = mean_std(rows, x, y, by)                 # checks the columns; the groups in order, each with its n
+    names = {group: f"{group} (n={n})" for group, (_, _, _, n) in stats.items()}
+    data = pd.DataFrame([{x: float(row[x]), y: float(row[y]), "group": names[row[by] if by else y]}
+                         for row in rows if np.isfinite(float(row.get(y, np.nan)))])
+    sns.lineplot(data=data, x=x, y=y, hue="group", hue_order=list(names.values()), errorbar="sd", marker="o",
+                 markeredgewidth=0, palette={name: colour(group, list(stats)) for group, name in names.items()},
+                 legend=False, ax=ax)
+    for line, name in zip(ax.get_lines()[-len(names):], names.values()):  # one line per group, in hue order
+        line.set_label(name)
     ax.set_xlabel(label(x))
     ax.set_ylabel(label(y))
     if logx:                                   # ticks at the grid's x values
@@ -80,18 +89,21 @@ def band(rows: list[dict], x: str, y: str, by: str | None = "method", ax=None, l
 
 
 def bars(rows: list[dict], metrics: list[str], by: str = "method", title: str | None = None):
-    """One panel per metric: the mean per group with a ± std error bar over seeds."""
+    """One panel per metric: the mean per group with a ± std error bar over seeds (seaborn's estimator)."""
     import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
 
     names = list(dict.fromkeys(row[by] for row in rows))
+    palette = {name: colour(name, names) for name in names}
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        values = [[float(r[metric]) for r in rows if r[by] == name and np.isfinite(r.get(metric, np.nan))]
-                  for name in names]
-        means = [np.mean(v) if v else np.nan for v in values]
-        stds = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=3, color=[colour(name, names) for name in names])
+        data = pd.DataFrame([{by: row[by], metric: float(row[metric])} for row in rows
+                             if np.isfinite(float(row.get(metric, np.nan)))])
+        sns.barplot(data=data, x=by, y=metric, hue=by, order=names, hue_order=names, palette=palette,
+                    errorbar="sd", capsize=0.2, err_kws={"linewidth": 1}, legend=False, ax=ax)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_xlabel("")
         ax.set_ylabel(label(metric))
         ax.grid(alpha=0.3, axis="y")
     if title:
