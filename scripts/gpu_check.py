@@ -638,7 +638,7 @@ def torchrun_worker(argv: list[str]) -> int:
 def last_json(stdout: str) -> dict:
     """The last JSON object a command printed (indented: from the last line that is ``{``)."""
     lines = stdout.splitlines()
-    start = max((i for i, line in enumerate(lines) if line.strip() == "{"), default=None)
+    start = max((i for i, line in enumerate(lines) if line == "{"), default=None)  # nested ones are indented
     if start is None:
         raise Failed(f"no JSON summary in its output: {stdout.strip()[-200:]!r}")
     return json.loads("\n".join(lines[start:]))
