@@ -27,8 +27,8 @@ The sections, in the order they run, each with its own time limit (the chapter g
   (`sae_lite.bench.bench.SIZES`), timed by `sae_lite.bench.bench.ours` (the bound: the dense encoder
   matmul; each step as a multiple of it) for the baseline, off-support, ratio and AuxK, on the sparse
   and the dense backends, in fp32, TF32 and under bf16 autocast (`PRECISIONS` says what each covers:
-  the package has no mixed-precision training option, and its sparse kernels do not run under
-  autocast), with the peak GPU memory of each variant (``torch.cuda.max_memory_allocated``).
+  the package has no mixed-precision training option, and on the CPU its sparse kernels do not run
+  under autocast), with the peak GPU memory of each variant (``torch.cuda.max_memory_allocated``).
 - ``peers``: EleutherAI sparsify and SAELens at the same sizes (`sae_lite.bench.bench.peer`, from the
   environments of ``scripts/bench_env.sh``); skipped, with the reason, when those are absent.
 - ``embed``: ``clip-vit-l-14`` with random weights (nothing downloaded; ``HF_HUB_OFFLINE=1``) on
@@ -90,8 +90,8 @@ PRECISIONS = {
     "bf16": "the step run under torch.autocast(bfloat16): the package has no mixed-precision training option, "
             "so this is what autocast around train_step gives. The ops on autocast's list (the matmuls: the "
             "bound, the dense backend's encoder, decoder and their gradients) run in bf16; the weights, Adam and "
-            "the reductions stay float32. The sparse backend's kernels do not run under autocast (embedding_bag "
-            "gets bf16 codes and float32 atoms): those rows record the error",
+            "the reductions stay float32. On the CPU the sparse backend's kernels do not run under autocast "
+            "(embedding_bag gets bf16 codes and float32 atoms); a row that fails records its error",
 }
 PEER_NAMES = ("sparsify", "saelens")  # of sae_lite.bench.bench.PEERS
 MIB = 2 ** 20
@@ -122,7 +122,7 @@ GPU = Plan("gpu", planted={}, agreement=dict(k=16, n_latents=512, batch_size=256
                        "--log-every", "10"))
 DRY = Plan("dry-run", planted=dict(n=1024, d=16, n_atoms=48, n_classes=4), agreement=dict(
            k=4, n_latents=64, batch_size=32, steps=5, log_every=1), sizes=((16, 64, 4, 32),), repeats=2, warmup=1,
-           backbone="vit-tiny-16", images=8, embed_batch=4,
+           backbone="clip-vit-b-32", images=8, embed_batch=4,  # open_clip, as clip-vit-l-14
            train_args=(*_TORCHRUN, "--k", "4", "--latents", "64", "--batch-size", "32", "--steps", "5",
                        "--log-every", "1"), chapter=False)
 

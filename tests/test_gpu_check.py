@@ -111,3 +111,14 @@ def test_last_json_reads_an_indented_summary():
     assert gpu_check.last_json('noise\n{\n  "a": {\n    "b": 1\n  }\n}\n') == {"a": {"b": 1}}
     with pytest.raises(gpu_check.Failed):
         gpu_check.last_json("no summary")
+
+
+def test_overwrite_replaces_a_previous_check_and_unselected_sections_are_skipped(tmp_path):
+    out = tmp_path / "out"
+    for attempt in range(2):  # the second needs --overwrite: the first left its report
+        done = _run("--dry-run", "--sections", "chapter", "--out", str(out), *(["--overwrite"] if attempt else []), timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["sections"]["agreement"] == {"status": "skipped", "reason": "not selected (--sections)"}
+    assert report["sections"]["chapter"]["status"] == "skipped" and report["ok"] is True
+    assert _run("--dry-run", "--sections", "chapter", "--out", str(out), timeout=60).returncode == 2
