@@ -48,30 +48,6 @@ def test_the_weight_search_picks_what_the_whole_sweep_picks_and_trains_only_down
         assert trained == sorted((w for w in sweep if w >= search.pick), reverse=True), accepted  # all when none passes
 
 
-def test_chosen_weights_searches_each_penalty_side_by_side_and_picks_what_the_sweep_picks(monkeypatch):
-    """`chosen_weights` trains (here: fakes) the baseline once, each round the next weight of every open
-    search, and returns what `pick_weights` picks from the whole sweep; the sweep's other runs never train."""
-    settings = PROFILE_SETTINGS["default"]
-    r2 = {("none", 0.0): 0.75, ("ratio", 0.1): 0.5, ("ratio", 0.03): 0.75,
-          **{("offsupport", w): 0.5 for w in weights.sweep_weights(settings)}}
-    r2.update({("ratio", w): 0.75 for w in (0.01, 0.003, 0.001)})
-    rounds = []
-
-    def fake_run_jobs(jobs, progress=None):
-        rounds.append([(job.method.penalty, job.method.weight) for job in jobs])
-        return [{"method": job.method.name, "penalty": job.method.penalty, "weight": job.method.weight,
-                 "r2_vw": r2[job.method.penalty, job.method.weight]} for job in jobs]
-
-    monkeypatch.setattr(weights, "run_jobs", fake_run_jobs)
-    picked = weights.chosen_weights("planted", grids.K, settings, ("ratio", "offsupport"))
-    whole = [dict(method="baseline" if p == "none" else p, penalty=p, weight=w, r2_vw=v) for (p, w), v in r2.items()]
-    assert picked == weights.pick_weights(whole, ("ratio", "offsupport"), settings) == {"ratio": 0.03, "offsupport": 0.001}
-    assert rounds[0] == [("none", 0.0), ("ratio", 0.1), ("offsupport", 0.1)]
-    assert rounds[1] == [("ratio", 0.03), ("offsupport", 0.03)]
-    assert all(len(r) == 1 for r in rounds[2:]) and len(rounds) == 5  # offsupport alone, down to its smallest weight
-    assert sum(len(r) for r in rounds) == 1 + 2 + 5
-
-
 def test_pick_weights_reads_each_penalty_s_own_rows_and_falls_back_to_the_smallest_weight():
     quick = PROFILE_SETTINGS["quick"]
     rows = [{"method": "baseline", "penalty": "none", "weight": 0.0, "r2_vw": 0.75}]

@@ -10,7 +10,7 @@ from sae_lite.study.profiles import Profile, active_profile
 
 #: Default penalty weights of `METHODS` (and of ``train --weight``'s examples). The book and
 #: ``reproduce`` do not use them as they are: on each data set they take the weight that `rule_weight`
-#: picks from their sweep (`sae_lite.study.weights.chosen_weights`), so the rule and the weight used always agree.
+#: picks from `sweep_grid` (`chosen_weights`), so the rule and the weight used always agree.
 PENALTY_WEIGHTS = {"offsupport": 0.01, "ratio": 0.01}
 
 

@@ -3,9 +3,8 @@
 On each data set (and profile), the baseline and the penalty at each weight of `sweep_weights` train
 on the first seed (`sweep_grid`); `rule_weight` picks the largest weight whose test R^2
 (`COST_METRIC`) stays within `TOLERANCE` of the baseline's. The book and ``reproduce`` train every
-penalty at that pick, which both find with `WeightSearch` (it trains only the weights it must judge:
-`chosen_weights` here, `sae_lite.study.reproduce.train_grid` there), so the rule and the weight used
-always agree.
+penalty at that pick (`chosen_weights`; ``reproduce`` finds it with `WeightSearch`, which trains
+fewer of the sweep's runs), so the rule and the weight used always agree.
 """
 
 from __future__ import annotations
@@ -78,7 +77,7 @@ class WeightSearch:
     """The rule's pick for one penalty found with fewer runs: the sweep's weights are tried from the largest
     down, and the first whose row `rule_weight` accepts (against the baseline's) is the pick, which is the
     largest accepted weight of the whole sweep; when none is accepted, the smallest, as `pick_weights`.
-    `chosen_weights` and ``reproduce`` search so; chapters 2 and 3 train the whole sweep, to draw it."""
+    ``reproduce`` searches so; the chapters train the whole sweep, to draw it."""
 
     def __init__(self, profile: Profile | None = None) -> None:
         self.weights = sorted(sweep_weights(profile), reverse=True)
@@ -99,18 +98,7 @@ class WeightSearch:
 
 def chosen_weights(data: str | dict, k: int, profile: Profile | None = None, penalties: tuple[str, ...] = tuple(PENALTY_WEIGHTS),
                    **overrides) -> dict[str, float]:
-    """{penalty: weight} that the rule picks on ``data`` at training budget ``k`` for each of ``penalties``:
-    the pick of the whole sweep (`pick_weights`), found by a `WeightSearch` per penalty, which trains only
-    the weights it must judge. Each round trains the next weight of every open search side by side (the
-    first with the baseline); runs are cached, so a sweep a chapter drew is only loaded."""
-    profile = profile or active_profile()
-    jobs = {(job.method.penalty, job.method.weight): job for job in sweep_jobs(data, penalties, k, profile, **overrides)}
-    searches = {penalty: WeightSearch(profile) for penalty in penalties}
-    baseline = None
-    while open_ := [p for p, search in searches.items() if search.next_weight() is not None]:
-        asked = [jobs[p, searches[p].next_weight()] for p in open_]
-        rows = run_jobs(([jobs["none", 0.0]] if baseline is None else []) + asked, progress=False)
-        baseline = rows.pop(0) if baseline is None else baseline
-        for penalty, row in zip(open_, rows):
-            searches[penalty].judge(baseline, row)
-    return {penalty: search.pick for penalty, search in searches.items()}
+    """{penalty: weight} that the rule picks on ``data`` at training budget ``k`` for each of ``penalties``
+    (`pick_weights` over one sweep of them all; the sweeps are trained once, then cached)."""
+    return pick_weights(run_jobs(sweep_jobs(data, penalties, k, profile, **overrides), progress=False), penalties,
+                        profile)
