@@ -60,7 +60,7 @@ MUTATIONS = (
     M("dead_latents inverted", "sae_lite/evaluation/metrics.py",
       "return ~(codes != 0).any(0)", "return (codes != 0).any(0)", ("measure",)),
     M("k_sweep ignores k'", "sae_lite/evaluation/metrics.py",
-      "fvu(x, encode_all(sae, x, int(k))[1])", "fvu(x, encode_all(sae, x)[1])", ("measure",)),
+      "codes = sae.rule.select(pre, k, centred).codes", "codes = sae.rule.select(pre, None, centred).codes", ("measure",)),
     M("truncated_probe keeps whole test codes", "sae_lite/evaluation/probes.py",
       "test_x = keep_top(torch.as_tensor(codes_test), int(m)).numpy()[:, used]",
       "test_x = np.asarray(codes_test)[:, used]", ("measure",)),

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sae_lite.core.rules.base import check_k
 from sae_lite.core.sae import SAE
 from sae_lite.data.datasets import Dataset
 from sae_lite.errors import SaeLiteError
@@ -235,12 +236,28 @@ def encode_all(sae: SAE, x, k: int | None = None, batch_size: int = 4096) -> tup
     return torch.cat(codes), torch.cat(x_hat)
 
 
-def k_sweep(sae: SAE, x, ks) -> dict[int, float]:
+@torch.no_grad()
+def k_sweep(sae: SAE, x, ks, batch_size: int = 4096) -> dict[int, float]:
     """The variance-weighted R^2 (1 - FVU) when the SAE is run with inference budget k', for each k' in ``ks``.
 
     Variance-weighted, like the "no cost" judgements: a few nearly constant dimensions would rule the
-    uniform average (``r2``) of a real embedding."""
-    return {int(k): 1 - fvu(x, encode_all(sae, x, int(k))[1]) for k in ks}
+    uniform average (``r2``) of a real embedding. Each batch is encoded once: every k' selects from the
+    same pre-activations (what `encode_all` at that k' would compute)."""
+    ks = [int(k) for k in ks]
+    for k in ks:
+        check_k(k, sae.n_latents)
+    device = next(sae.parameters()).device
+    mean = torch.as_tensor(np.asarray(x, np.float64).mean(0))
+    residual, total = dict.fromkeys(ks, 0.0), 0.0
+    for start in range(0, len(x), batch_size):
+        batch = torch.as_tensor(np.asarray(x[start:start + batch_size], np.float32), device=device)
+        pre, centred, exact = sae.pre_activations(batch), batch - sae.b_pre, batch.cpu().double()
+        total += float((exact - mean).square().sum())
+        for k in ks:
+            codes = sae.rule.select(pre, k, centred).codes
+            x_hat = torch.sparse.mm(codes.to_sparse(), sae.W_dec) + sae.b_pre
+            residual[k] += float((exact - x_hat.cpu().double()).square().sum())
+    return {k: 1 - residual[k] / total for k in ks}
 
 
 def budget_robustness(sae: SAE, x) -> dict[str, float]:
