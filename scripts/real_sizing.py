@@ -20,32 +20,21 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import statistics
 import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
+from sae_lite.bench.bench import cpu_model
 from sae_lite.core.train import train
 from sae_lite.evaluation import metrics
 from sae_lite.study.grids import K, real_spec
 from sae_lite.study.methods import METHODS
 from sae_lite.study.pipeline import load_split
 from sae_lite.study.runner import limit_threads, usable_cores
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def commit() -> str:
