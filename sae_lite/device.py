@@ -1,6 +1,9 @@
-"""The one place a device name becomes a torch device, for training and for embedding alike."""
+"""The one place a device name becomes a torch device (training and embedding alike), and the CPU cores
+this process may use."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -24,3 +27,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise SaeLiteError(f"device {name!r} asked for but Apple MPS is not available; use --device cpu or auto")
     return device
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

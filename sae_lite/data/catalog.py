@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from sae_lite.data.datasets import Dataset, digits, planted
 from sae_lite.data.embed import embed_images
 from sae_lite.data.images import select
 from sae_lite.data.store import load_store
+from sae_lite.device import usable_cores
 from sae_lite.errors import SaeLiteError
 
 REAL = fashion_mnist.NAME
@@ -75,7 +75,7 @@ def fashion_mnist_store(images: int, resolution: int, seed: int = 0) -> Path:
             except SaeLiteError as error:
                 set_aside(path, error)
         threads = torch.get_num_threads()
-        torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        torch.set_num_threads(usable_cores())
         try:  # the backbone on every core this process may use (a grid embeds before its workers start)
             embed_images(REAL_BACKBONE, source, path, resolution=resolution, overwrite=True, progress=False)
         finally:

@@ -219,11 +219,16 @@ def budgets(sae: SAE, x, batch_size: int = 4096) -> Tensor:
     return torch.cat(parts).double()
 
 
+def decode_sparse(sae: SAE, codes: Tensor) -> Tensor:
+    """`SAE.decode` of ``codes`` [B, N] from their non-zero entries only (a sparse product: work in k, not N)."""
+    return torch.sparse.mm(codes.to_sparse(), sae.W_dec) + sae.b_pre
+
+
 @torch.no_grad()
 def encode_all(sae: SAE, x, k: int | None = None, batch_size: int = 4096) -> tuple[Tensor, Tensor]:
     """Codes [n, N] and reconstructions [n, d] of ``x`` at budget ``k``, in batches, on the SAE's device.
 
-    Decodes as `SAE.decode` does, from the codes' non-zero entries only (a sparse product: work in k, not N)."""
+    Decodes with `decode_sparse`."""
     device = next(sae.parameters()).device
     codes, x_hat = [], []
     for start in range(0, len(x), batch_size):
@@ -232,7 +237,7 @@ def encode_all(sae: SAE, x, k: int | None = None, batch_size: int = 4096) -> tup
             raise SaeLiteError(f"expected inputs of shape [B, {sae.d}], got {tuple(batch.shape)}")
         selected = sae.encode(batch, k).codes
         codes.append(selected.cpu())
-        x_hat.append((torch.sparse.mm(selected.to_sparse(), sae.W_dec) + sae.b_pre).cpu())
+        x_hat.append(decode_sparse(sae, selected).cpu())
     return torch.cat(codes), torch.cat(x_hat)
 
 
@@ -255,7 +260,7 @@ def k_sweep(sae: SAE, x, ks, batch_size: int = 4096) -> dict[int, float]:
         total += float((exact - mean).square().sum())
         for k in ks:
             codes = sae.rule.select(pre, k, centred).codes
-            x_hat = torch.sparse.mm(codes.to_sparse(), sae.W_dec) + sae.b_pre
+            x_hat = decode_sparse(sae, codes)
             residual[k] += float((exact - x_hat.cpu().double()).square().sum())
     return {k: 1 - residual[k] / total for k in ks}
 

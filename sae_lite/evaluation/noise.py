@@ -25,14 +25,19 @@ from sae_lite.errors import SaeLiteError
 from sae_lite.evaluation.metrics import class_purity, monosemanticity
 
 
+def check_rows(codes, ref, labels) -> None:
+    """Raise unless ``codes``, ``ref`` and ``labels`` have one row per test input."""
+    if not len(codes) == len(ref) == len(labels):
+        raise SaeLiteError(f"codes, ref and labels need one row per test input; got {len(codes)}, {len(ref)}, {len(labels)}")
+
+
 def chance_levels(codes: Tensor, ref, labels, draws: int = 5, seed: int = 0) -> dict[str, float]:
     """Mean MS (``ms_mean``, against ``ref`` [n, D]) and mean class purity (``purity_mean``) of ``codes``
     [n, N] with the rows of ``ref`` and the ``labels`` [n] shuffled across the inputs, averaged over
     ``draws`` seeded shuffles. Without labels (None), purity is NaN."""
     ref, has_labels = np.asarray(ref), labels is not None
     labels = np.asarray(labels) if has_labels else np.zeros(len(codes), np.int64)
-    if not len(codes) == len(ref) == len(labels):
-        raise SaeLiteError(f"codes, ref and labels need one row per test input; got {len(codes)}, {len(ref)}, {len(labels)}")
+    check_rows(codes, ref, labels)
     generator = np.random.default_rng(seed)
     ms, purity = [], []
     for _ in range(draws):
@@ -48,8 +53,7 @@ def bootstrap_se(codes: Tensor, ref, labels, draws: int = 20, seed: int = 0) -> 
     if draws < 2:
         raise SaeLiteError(f"draws must be >= 2 to estimate a spread, got {draws}")
     ref, labels = np.asarray(ref), np.asarray(labels)
-    if not len(codes) == len(ref) == len(labels):
-        raise SaeLiteError(f"codes, ref and labels need one row per test input; got {len(codes)}, {len(ref)}, {len(labels)}")
+    check_rows(codes, ref, labels)
     generator = np.random.default_rng(seed)
     ms, purity = [], []
     for _ in range(draws):

@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 from sae_lite.core.config import TrainConfig
 from sae_lite.data import catalog
 from sae_lite.data.spec import DataSpec, as_spec, data_spec
+from sae_lite.device import usable_cores
 from sae_lite.errors import SaeLiteError, show_warning_line
 from sae_lite.evaluation import runs
 from sae_lite.evaluation.runs import Run
@@ -178,11 +179,6 @@ def start_worker(threads: int) -> None:
     """Set up a worker process of a grid: `limit_threads`, and its warnings as one line each."""
     limit_threads(threads)
     warnings.showwarning = show_warning_line
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity where the system tells it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _train_and_evaluate(job: Job, progress: bool | None) -> dict:
